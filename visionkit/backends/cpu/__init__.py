@@ -1,0 +1,5 @@
+"""The CPU backend: ``@njit(parallel=True, cache=True)`` kernels plus numpy's BLAS for GEMMs."""
+
+from . import act, conv, dense, norm, pool, resize, tensor  # noqa: F401
+
+name = "cpu"

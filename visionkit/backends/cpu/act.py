@@ -1,0 +1,185 @@
+"""CPU elementwise activations, row softmax and seeded dropout.
+
+Activation codes are ``visionkit.backends.ACTIVATIONS``. Dropout's mask comes from a counter-based hash
+(splitmix64 of seed and flat index), so a seed gives the same mask on every backend and in any thread order.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@njit(cache=True, inline="always")
+def _act(v, code, a):
+    if code == 0:  # relu; "v < 0" keeps NaN
+        return 0.0 if v < 0 else v
+    if code == 1:  # leaky_relu
+        return v if v > 0 else a * v
+    if code == 2:  # elu
+        return v if v > 0 else a * (math.exp(v) - 1.0)
+    if code == 3:  # selu
+        return SELU_SCALE * (v if v > 0 else SELU_ALPHA * (math.exp(v) - 1.0))
+    if code == 4:
+        return math.tanh(v)
+    if code == 5:  # sigmoid, stable on both tails
+        if v >= 0:
+            return 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1.0 + e)
+    if code == 6:  # hardsigmoid
+        if v <= -3.0:
+            return 0.0
+        if v >= 3.0:
+            return 1.0
+        return v / 6.0 + 0.5
+    if code == 7:  # hardswish
+        if v <= -3.0:
+            return 0.0
+        if v >= 3.0:
+            return v
+        return v * (v + 3.0) / 6.0
+    return v
+
+
+@njit(cache=True, inline="always")
+def _dact(g, v, out, code, a):
+    """Gradient through the activation at input v with output out."""
+    if code == 0:
+        return g if v > 0 else 0.0
+    if code == 1:
+        return g if v > 0 else a * g
+    if code == 2:
+        return g if v > 0 else g * (out + a)
+    if code == 3:
+        return g * SELU_SCALE if v > 0 else g * (out + SELU_SCALE * SELU_ALPHA)
+    if code == 4:
+        return g * (1.0 - out * out)
+    if code == 5:
+        return g * out * (1.0 - out)
+    if code == 6:
+        return g / 6.0 if -3.0 < v < 3.0 else 0.0
+    if code == 7:
+        if v < -3.0:
+            return 0.0
+        if v <= 3.0:
+            return g * (v / 3.0 + 0.5)
+        return g
+    return g
+
+
+@njit(parallel=True, cache=True)
+def _act_forward(x, y, code, a):
+    for i in prange(x.size):
+        y[i] = _act(x[i], code, a)
+
+
+@njit(parallel=True, cache=True)
+def _act_backward(gy, x, y, gx, code, a):
+    for i in prange(gy.size):
+        gx[i] = _dact(gy[i], x[i], y[i], code, a)
+
+
+def act_forward(x, code, a):
+    y = np.empty_like(x)
+    _act_forward(x.reshape(-1), y.reshape(-1), code, float(a))
+    return y
+
+
+def act_backward(gy, x, y, code, a):
+    gx = np.empty_like(gy)
+    xf = x.reshape(-1) if x is not None else gy.reshape(-1)
+    yf = y.reshape(-1) if y is not None else gy.reshape(-1)
+    _act_backward(gy.reshape(-1), xf, yf, gx.reshape(-1), code, float(a))
+    return gx
+
+
+@njit(parallel=True, cache=True)
+def _softmax(x, y, log):
+    R, K = x.shape
+    for r in prange(R):
+        m = -np.inf
+        for k in range(K):
+            if x[r, k] > m or x[r, k] != x[r, k]:
+                m = x[r, k]
+        s = 0.0
+        for k in range(K):
+            s += math.exp(x[r, k] - m)
+        if log:
+            ls = math.log(s)
+            for k in range(K):
+                y[r, k] = x[r, k] - m - ls
+        else:
+            for k in range(K):
+                y[r, k] = math.exp(x[r, k] - m) / s
+
+
+@njit(parallel=True, cache=True)
+def _softmax_backward(gy, y, gx, log):
+    R, K = y.shape
+    for r in prange(R):
+        s = 0.0
+        if log:
+            for k in range(K):
+                s += gy[r, k]
+            for k in range(K):
+                gx[r, k] = gy[r, k] - math.exp(y[r, k]) * s
+        else:
+            for k in range(K):
+                s += gy[r, k] * y[r, k]
+            for k in range(K):
+                gx[r, k] = y[r, k] * (gy[r, k] - s)
+
+
+def softmax_forward(x, log):
+    y = np.empty_like(x)
+    _softmax(x, y, bool(log))
+    return y
+
+
+def softmax_backward(gy, y, log):
+    gx = np.empty_like(gy)
+    _softmax_backward(gy, y, gx, bool(log))
+    return gx
+
+
+@njit(cache=True, inline="always")
+def uniform_hash(seed, i):
+    """splitmix64(seed * golden + i) mapped to [0, 1) with 53 bits; the CUDA twin uses the same integers."""
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(i)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(parallel=True, cache=True)
+def _dropout(x, p, seed, y, mask):
+    scale = 1.0 / (1.0 - p)
+    for i in prange(x.size):
+        keep = uniform_hash(seed, i) >= p
+        mask[i] = 1 if keep else 0
+        y[i] = x[i] * scale if keep else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _dropout_backward(gy, mask, p, gx):
+    scale = 1.0 / (1.0 - p)
+    for i in prange(gy.size):
+        gx[i] = gy[i] * scale if mask[i] else 0.0
+
+
+def dropout_forward(x, p, seed):
+    y = np.empty_like(x)
+    mask = np.empty(x.shape, np.uint8)
+    _dropout(x.reshape(-1), float(p), np.uint64(seed), y.reshape(-1), mask.reshape(-1))
+    return y, mask
+
+
+def dropout_backward(gy, mask, p):
+    gx = np.empty_like(gy)
+    _dropout_backward(gy.reshape(-1), mask.reshape(-1), float(p), gx.reshape(-1))
+    return gx

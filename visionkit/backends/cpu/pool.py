@@ -1,0 +1,303 @@
+"""CPU pooling kernels: one thread per (image, channel) plane, so backward scatters never race.
+
+Semantics (PyTorch's, with asymmetric pads so TensorFlow "same" fits) are spelled out in the backend contract.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _max_forward(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xp = x[n, c]
+        for oh in range(OH):
+            h0 = oh * sh - pt
+            for ow in range(OW):
+                w0 = ow * sw - pl
+                m = -np.inf
+                mi = -1
+                for i in range(kh):
+                    ih = h0 + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = w0 + j * dw
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = xp[ih, iw]
+                        # NaN wins and stays (as in PyTorch): v > m is False for NaN, so test it explicitly
+                        if v > m or (v != v and m == m) or mi < 0:
+                            m = v
+                            mi = ih * W + iw
+                y[n, c, oh, ow] = m
+                idx[n, c, oh, ow] = mi
+
+
+@njit(parallel=True, cache=True)
+def _max_forward_2x2(x, y, idx):
+    """The common 2x2/stride-2/unpadded case, without the general window bookkeeping."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xp = x[n, c]
+        for oh in range(OH):
+            r0 = xp[2 * oh]
+            r1 = xp[2 * oh + 1]
+            for ow in range(OW):
+                a = r0[2 * ow]
+                b = r0[2 * ow + 1]
+                cc = r1[2 * ow]
+                d = r1[2 * ow + 1]
+                m = a
+                k = 0
+                if b > m or (b != b and m == m):
+                    m = b
+                    k = 1
+                if cc > m or (cc != cc and m == m):
+                    m = cc
+                    k = 2
+                if d > m or (d != d and m == m):
+                    m = d
+                    k = 3
+                y[n, c, oh, ow] = m
+                idx[n, c, oh, ow] = (2 * oh + (k >> 1)) * W + 2 * ow + (k & 1)
+
+
+@njit(parallel=True, cache=True)
+def _index_scatter(gy, idx, gx):
+    N, C = gy.shape[0], gy.shape[1]
+    P = gy.shape[2] * gy.shape[3]
+    W = gx.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        g = gy[n, c].reshape(P)
+        ii = idx[n, c].reshape(P)
+        plane = gx[n, c]
+        for p in range(P):
+            k = ii[p]
+            if k >= 0:
+                plane[k // W, k % W] += g[p]
+
+
+def max_pool2d_forward(x, kernel, stride, pads, dilation, out_hw):
+    N, C = x.shape[0], x.shape[1]
+    y = np.empty((N, C) + tuple(out_hw), x.dtype)
+    idx = np.empty((N, C) + tuple(out_hw), np.int32)
+    fast = (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and tuple(dilation) == (1, 1)
+            and not any(pads) and out_hw[0] * 2 <= x.shape[2] and out_hw[1] * 2 <= x.shape[3])
+    if fast:
+        _max_forward_2x2(x, y, idx)
+    else:
+        _max_forward(x, kernel[0], kernel[1], stride[0], stride[1], pads[0], pads[2],
+                     dilation[0], dilation[1], y, idx)
+    return y, idx
+
+
+def max_pool2d_backward(gy, idx, x_shape):
+    gx = np.zeros(x_shape, gy.dtype)
+    _index_scatter(gy, idx, gx)
+    return gx
+
+
+@njit(cache=True)
+def _avg_window(o, s, p0, k, size, p1):
+    start = o * s - p0
+    end = min(start + k, size + p1)
+    pool = end - start
+    return max(start, 0), min(end, size), pool
+
+
+@njit(parallel=True, cache=True)
+def _avg_forward(x, kh, kw, sh, sw, pt, pb, pl, pr, include_pad, divisor, y):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xp = x[n, c]
+        for oh in range(OH):
+            h0, h1, ph = _avg_window(oh, sh, pt, kh, H, pb)
+            for ow in range(OW):
+                w0, w1, pw = _avg_window(ow, sw, pl, kw, W, pr)
+                acc = 0.0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        acc += xp[ih, iw]
+                if divisor > 0:
+                    d = divisor
+                elif include_pad:
+                    d = ph * pw
+                else:
+                    d = (h1 - h0) * (w1 - w0)
+                y[n, c, oh, ow] = acc / d if d > 0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _avg_backward(gy, kh, kw, sh, sw, pt, pb, pl, pr, include_pad, divisor, gx):
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = gx[n, c]
+        for oh in range(OH):
+            h0, h1, ph = _avg_window(oh, sh, pt, kh, H, pb)
+            for ow in range(OW):
+                w0, w1, pw = _avg_window(ow, sw, pl, kw, W, pr)
+                if divisor > 0:
+                    d = divisor
+                elif include_pad:
+                    d = ph * pw
+                else:
+                    d = (h1 - h0) * (w1 - w0)
+                if d <= 0:
+                    continue
+                g = gy[n, c, oh, ow] / d
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        plane[ih, iw] += g
+
+
+def avg_pool2d_forward(x, kernel, stride, pads, out_hw, count_include_pad, divisor):
+    N, C = x.shape[0], x.shape[1]
+    y = np.empty((N, C) + tuple(out_hw), x.dtype)
+    _avg_forward(x, kernel[0], kernel[1], stride[0], stride[1], pads[0], pads[1], pads[2], pads[3],
+                 bool(count_include_pad), int(divisor or 0), y)
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel, stride, pads, count_include_pad, divisor):
+    gx = np.zeros(x_shape, gy.dtype)
+    _avg_backward(gy, kernel[0], kernel[1], stride[0], stride[1], pads[0], pads[1], pads[2], pads[3],
+                  bool(count_include_pad), int(divisor or 0), gx)
+    return gx
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_forward(x, y, idx, is_max):
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xp = x[n, c]
+        for oh in range(OH):
+            h0 = (oh * H) // OH
+            h1 = -((-(oh + 1) * H) // OH)
+            for ow in range(OW):
+                w0 = (ow * W) // OW
+                w1 = -((-(ow + 1) * W) // OW)
+                if is_max:
+                    m = xp[h0, w0]
+                    mi = h0 * W + w0
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            v = xp[ih, iw]
+                            if v > m or (v != v and m == m):
+                                m = v
+                                mi = ih * W + iw
+                    y[n, c, oh, ow] = m
+                    idx[n, c, oh, ow] = mi
+                else:
+                    acc = 0.0
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            acc += xp[ih, iw]
+                    y[n, c, oh, ow] = acc / ((h1 - h0) * (w1 - w0))
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_avg_backward(gy, gx):
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = gx[n, c]
+        for oh in range(OH):
+            h0 = (oh * H) // OH
+            h1 = -((-(oh + 1) * H) // OH)
+            for ow in range(OW):
+                w0 = (ow * W) // OW
+                w1 = -((-(ow + 1) * W) // OW)
+                g = gy[n, c, oh, ow] / ((h1 - h0) * (w1 - w0))
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        plane[ih, iw] += g
+
+
+def adaptive_avg_pool2d_forward(x, out_hw):
+    y = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
+    _adaptive_forward(x, y, np.empty((1, 1, 1, 1), np.int32), False)
+    return y
+
+
+def adaptive_avg_pool2d_backward(gy, x_shape):
+    gx = np.zeros(x_shape, gy.dtype)
+    _adaptive_avg_backward(gy, gx)
+    return gx
+
+
+def adaptive_max_pool2d_forward(x, out_hw):
+    y = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
+    idx = np.empty(x.shape[:2] + tuple(out_hw), np.int32)
+    _adaptive_forward(x, y, idx, True)
+    return y, idx
+
+
+@njit(parallel=True, cache=True)
+def _channel_max_forward(x, k, y, idx):
+    N, C, H, W = x.shape
+    OC = C // k
+    P = H * W
+    xf = x.reshape(N, C, P)
+    yf = y.reshape(N, OC, P)
+    idf = idx.reshape(N, OC, P)
+    for t in prange(N * OC):
+        n = t // OC
+        oc = t - n * OC
+        for p in range(P):
+            m = xf[n, oc * k, p]
+            mi = oc * k
+            for c in range(oc * k + 1, oc * k + k):
+                v = xf[n, c, p]
+                if v > m or (v != v and m == m):
+                    m = v
+                    mi = c
+            yf[n, oc, p] = m
+            idf[n, oc, p] = mi
+
+
+@njit(parallel=True, cache=True)
+def _channel_max_backward(gy, idx, gx):
+    N, OC, H, W = gy.shape
+    P = H * W
+    gyf = gy.reshape(N, OC, P)
+    idf = idx.reshape(N, OC, P)
+    gxf = gx.reshape(gx.shape[0], gx.shape[1], P)
+    for n in prange(N):
+        for oc in range(OC):
+            for p in range(P):
+                gxf[n, idf[n, oc, p], p] += gyf[n, oc, p]
+
+
+def channel_max_pool_forward(x, k):
+    N, C, H, W = x.shape
+    y = np.empty((N, C // k, H, W), x.dtype)
+    idx = np.empty((N, C // k, H, W), np.int32)
+    _channel_max_forward(x, k, y, idx)
+    return y, idx
+
+
+def channel_max_pool_backward(gy, idx, x_shape):
+    gx = np.zeros(x_shape, gy.dtype)
+    _channel_max_backward(gy, idx, gx)
+    return gx

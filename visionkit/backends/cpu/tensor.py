@@ -1,0 +1,89 @@
+"""CPU tensor plumbing: padding, adds, channel concat/split, channel sums, host transfers (no-ops here)."""
+
+import numpy as np
+from numba import njit, prange
+
+
+def _pad_map(n_in, before, after, mode):
+    """Source index for every padded position; -1 marks a constant-filled one."""
+    idx = np.arange(-before, n_in + after)
+    if mode == 0:
+        return np.where((idx >= 0) & (idx < n_in), idx, -1)
+    if mode == 2:
+        return np.clip(idx, 0, n_in - 1)
+    if n_in == 1:  # reflect of a single pixel can only repeat it
+        return np.zeros_like(idx)
+    period = 2 * (n_in - 1)
+    m = np.abs(idx) % period
+    return np.where(m < n_in, m, period - m)
+
+
+@njit(parallel=True, cache=True)
+def _pad_gather(x, y, hm, wm, value):
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(OH):
+            hi = hm[i]
+            for j in range(OW):
+                wj = wm[j]
+                y[n, c, i, j] = x[n, c, hi, wj] if hi >= 0 and wj >= 0 else value
+
+
+@njit(parallel=True, cache=True)
+def _pad_scatter(gy, gx, hm, wm):
+    N, C = gx.shape[0], gx.shape[1]
+    OH, OW = gy.shape[2], gy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for i in range(OH):
+            hi = hm[i]
+            if hi < 0:
+                continue
+            for j in range(OW):
+                wj = wm[j]
+                if wj >= 0:
+                    gx[n, c, hi, wj] += gy[n, c, i, j]
+
+
+def pad_forward(x, pads, mode, value):
+    hm = _pad_map(x.shape[2], pads[0], pads[1], mode)
+    wm = _pad_map(x.shape[3], pads[2], pads[3], mode)
+    y = np.empty(x.shape[:2] + (len(hm), len(wm)), x.dtype)
+    _pad_gather(x, y, hm, wm, float(value))
+    return y
+
+
+def pad_backward(gy, x_shape, pads, mode):
+    gx = np.zeros(x_shape, gy.dtype)
+    _pad_scatter(gy, gx, _pad_map(x_shape[2], pads[0], pads[1], mode),
+                 _pad_map(x_shape[3], pads[2], pads[3], mode))
+    return gx
+
+
+def add(a, b):
+    return a + b
+
+
+def concat_channels(xs):
+    return np.concatenate(xs, axis=1)
+
+
+def split_channels(g, sizes):
+    return [np.ascontiguousarray(p) for p in np.split(g, np.cumsum(sizes)[:-1], axis=1)]
+
+
+def sum_except_channels(g):
+    axes = (0,) + tuple(range(2, g.ndim))
+    return g.sum(axis=axes, dtype=np.float64).astype(g.dtype)
+
+
+def to_device(a):
+    return np.ascontiguousarray(a)
+
+
+def to_host(a):
+    return np.asarray(a)

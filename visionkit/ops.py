@@ -248,7 +248,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     x = _arr(x)
     kernel, stride, pads, dilation, out = _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode,
                                                      "max_pool2d")
-    y, idx = backend_of(x).pool.max_pool2d_forward(x, kernel, stride, pads, dilation, out)
+    y, idx = backend_of(x).pool.max_pool2d_forward(x, kernel, stride, pads, dilation, out, bool(return_indices))
     return (y, idx) if return_indices else y
 
 

@@ -25,8 +25,10 @@ conv
     conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups) -> gw with shape w_shape
 
 pool
-    max_pool2d_forward(x, kernel, stride, pads, dilation, out_hw) -> (y, idx)
-        padding counts as -inf; idx int32 (N,C,OH,OW) holds the flat index ih*W+iw of the max in its plane.
+    max_pool2d_forward(x, kernel, stride, pads, dilation, out_hw, with_indices) -> (y, idx)
+        padding counts as -inf; idx int32 (N,C,OH,OW) holds the flat index ih*W+iw of the max in its plane,
+        or is None when with_indices is False (inference skips the index bookkeeping, 3x faster).
+        NaN propagates: a NaN in the window is the max.
         A window with no element inside the input (possible only with ceil_mode edge cases) gives -inf, idx -1.
     max_pool2d_backward(gy, idx, x_shape) -> gx   (scatter-add of gy at idx; also used for adaptive max)
     avg_pool2d_forward(x, kernel, stride, pads, out_hw, count_include_pad, divisor) -> y

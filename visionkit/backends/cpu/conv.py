@@ -63,8 +63,12 @@ def _im2col(x, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, col):
             for ow in range(lo):
                 col[r, row + ow] = 0
             xr = x[n0 + b, c0 + c, ih]
-            for ow in range(lo, hi):
-                col[r, row + ow] = xr[ow * sw + off]
+            if sw == 1:
+                for ow in range(lo, hi):
+                    col[r, row + ow] = xr[ow + off]
+            else:
+                for ow in range(lo, hi):
+                    col[r, row + ow] = xr[ow * sw + off]
             for ow in range(hi, OW):
                 col[r, row + ow] = 0
 
@@ -162,8 +166,12 @@ def _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups):
                             continue
                         yr = yo[oh]
                         xr = xc[ih]
-                        for ow in range(lo, hi):
-                            yr[ow] += wv * xr[ow * sw + off]
+                        if sw == 1:  # contiguous: lets LLVM vectorise
+                            for ow in range(lo, hi):
+                                yr[ow] += wv * xr[ow + off]
+                        else:
+                            for ow in range(lo, hi):
+                                yr[ow] += wv * xr[ow * sw + off]
 
 
 @njit(parallel=True, cache=True)
@@ -193,8 +201,12 @@ def _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups):
                             continue
                         gr = gyo[oh]
                         xr = gxc[ih]
-                        for ow in range(lo, hi):
-                            xr[ow * sw + off] += wv * gr[ow]
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                xr[ow + off] += wv * gr[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                xr[ow * sw + off] += wv * gr[ow]
 
 
 @njit(parallel=True, cache=True)
@@ -223,9 +235,102 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
                             continue
                         gr = gyo[oh]
                         xr = xc[ih]
-                        for ow in range(lo, hi):
-                            acc += gr[ow] * xr[ow * sw + off]
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                acc += gr[ow] * xr[ow + off]
+                        else:
+                            for ow in range(lo, hi):
+                                acc += gr[ow] * xr[ow * sw + off]
                 gw[o, c, i, j] = acc
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _flat_forward(xp, w, yf, dh, dw, groups):
+    """Stride-1 direct conv on a padded input, computing each output row at the input's row pitch Wp so the
+    inner loop runs over one long contiguous span (the extra Wp-OW columns per row are cropped afterwards).
+    The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
+    N, _, Hp, Wp = xp.shape
+    O, Cg, KH, KW = w.shape
+    OH, OW = yf.shape[2], yf.shape[3]
+    Og = O // groups
+    L = (OH - 1) * Wp + OW
+    for t in prange(N * O):
+        n = t // O
+        o = t - n * O
+        g = o // Og
+        acc = np.zeros(L, xp.dtype)
+        for c in range(Cg):
+            xf = xp[n, g * Cg + c].reshape(Hp * Wp)
+            for i in range(KH):
+                for j in range(KW):
+                    wv = w[o, c, i, j]
+                    base = i * dh * Wp + j * dw
+                    xs = xf[base:base + L]
+                    for q in range(L):
+                        acc[q] += wv * xs[q]
+        yf[n, o].reshape(OH * Wp)[:L] = acc
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _flat_backward_input(gf, w, gxp, dh, dw, groups):
+    """Adjoint of _flat_forward: gf is the gradient at row pitch Wp with zeros in the cropped columns."""
+    N, C, Hp, Wp = gxp.shape
+    O, Cg, KH, KW = w.shape
+    OH = gf.shape[2]
+    Og = O // groups
+    L = (OH - 1) * Wp + gf.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        g = c // Cg
+        cl = c - g * Cg
+        acc = np.zeros(Hp * Wp, gxp.dtype)
+        for o in range(g * Og, (g + 1) * Og):
+            gg = gf[n, o].reshape(OH * Wp)[:L]
+            for i in range(KH):
+                for j in range(KW):
+                    wv = w[o, cl, i, j]
+                    base = i * dh * Wp + j * dw
+                    xs = acc[base:base + L]
+                    for q in range(L):
+                        xs[q] += wv * gg[q]
+        gxp[n, c].reshape(Hp * Wp)[:] = acc
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})  # reassoc: a vectorised dot product
+def _flat_backward_weight(xp, gf, gw, dh, dw, groups):
+    N, _, Hp, Wp = xp.shape
+    O, Cg, KH, KW = gw.shape
+    OH = gf.shape[2]
+    Og = O // groups
+    L = (OH - 1) * Wp + gf.shape[3]
+    for t in prange(O * Cg):
+        o = t // Cg
+        c = t - o * Cg
+        g = o // Og
+        for i in range(KH):
+            for j in range(KW):
+                base = i * dh * Wp + j * dw
+                acc = 0.0
+                for n in range(N):
+                    xs = xp[n, g * Cg + c].reshape(Hp * Wp)[base:base + L]
+                    gg = gf[n, o].reshape(OH * Wp)[:L]
+                    for q in range(L):
+                        acc += gg[q] * xs[q]
+                gw[o, c, i, j] = acc
+
+
+def _pad_input(x, pads):
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+
+
+def _at_pitch(gy, Wp):
+    """gy (N, O, OH, OW) laid out at row pitch Wp, zeros in the extra columns."""
+    g = np.zeros(gy.shape[:3] + (Wp,), gy.dtype)
+    g[..., : gy.shape[3]] = gy
+    return g
 
 
 # ----------------------------------------------------------------------------------------------- the contract
@@ -253,6 +358,14 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
+    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+        xp = _pad_input(x, pads)
+        yf = np.zeros((N, O, OH, xp.shape[3]), x.dtype)
+        _flat_forward(xp, w, yf, dh, dw, groups)
+        y = np.ascontiguousarray(yf[..., :OW])
+        if b is not None:
+            _add_bias(y, b)
+        return y
     if _use_direct(Cg, KH, KW, Og):
         y = np.zeros((N, O, OH, OW), x.dtype)
         _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups)
@@ -286,6 +399,11 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
+    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+        Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+        gxp = np.zeros((N, C, Hp, Wp), gy.dtype)
+        _flat_backward_input(_at_pitch(gy, Wp), w, gxp, dh, dw, groups)
+        return np.ascontiguousarray(gxp[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W])
     gx = np.zeros(x_shape, gy.dtype)
     if _use_direct(Cg, KH, KW, Og):
         _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups)
@@ -312,6 +430,11 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
+    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+        xp = _pad_input(x, pads)
+        gw = np.zeros(w_shape, x.dtype)
+        _flat_backward_weight(xp, _at_pitch(gy, xp.shape[3]), gw, dh, dw, groups)
+        return gw
     if _use_direct(Cg, KH, KW, Og):
         gw = np.zeros(w_shape, x.dtype)
         _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups)

@@ -1,0 +1,56 @@
+"""Layers: Keras vocabulary, PyTorch weight layouts. See ``base`` for the protocol every layer follows."""
+
+from .activation import Activation
+from .base import Layer, Parameter, get_layer_class, register_layer, registered_layers, reset_names
+from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from .dense import Dense
+from .dropout import Dropout
+from .initializers import set_seed
+from .merge import Add, Concat
+from .norm import BatchNorm, LocalResponseNorm
+from .pool import AvgPool2D, ChannelMaxPool, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
+from .reshape import Flatten, Reshape
+from .upsample import UpSampling2D
+
+# Keras' alternative spellings
+MaxPooling2D = MaxPool2D
+AveragePooling2D = AvgPool2D
+GlobalAveragePooling2D = GlobalAvgPool2D
+GlobalMaxPooling2D = GlobalMaxPool2D
+BatchNormalization = BatchNorm
+Concatenate = Concat
+
+__all__ = [
+    "Layer",
+    "Parameter",
+    "register_layer",
+    "get_layer_class",
+    "registered_layers",
+    "reset_names",
+    "set_seed",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "ChannelMaxPool",
+    "BatchNorm",
+    "LocalResponseNorm",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Reshape",
+    "Activation",
+    "Add",
+    "Concat",
+    "UpSampling2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "BatchNormalization",
+    "Concatenate",
+]

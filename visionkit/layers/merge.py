@@ -1,0 +1,92 @@
+"""Merge layers: Add (residual connections) and Concat (inception blocks, skip connections). They take a list."""
+
+from .. import ops
+from .base import Layer, batch_shape_str, register_layer
+
+
+def _compatible(a, b):
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+@register_layer
+class Add(Layer):
+    """Elementwise sum of two or more tensors of the same shape."""
+
+    multi_input = True
+
+    def check_input_shape(self, input_shape, building=False):
+        if not isinstance(input_shape, list) or len(input_shape) < 2:
+            raise ValueError(f"layer {self.name!r} (Add) takes a list of at least two tensors")
+        first = input_shape[0]
+        for s in input_shape[1:]:
+            if not _compatible(first, s):
+                raise ValueError(
+                    f"layer {self.name!r} (Add) needs inputs of one shape, got {batch_shape_str(input_shape)}"
+                )
+
+    def compute_output_shape(self, input_shape):
+        out = list(input_shape[0])
+        for s in input_shape[1:]:
+            out = [a if a is not None else b for a, b in zip(out, s)]
+        return tuple(out)
+
+    def forward(self, xs, training=False):
+        return ops.add(*xs), len(xs)
+
+    def backward(self, grad_out, ctx):
+        return [grad_out] * ctx
+
+    def count_macs(self, input_shape, output_shape):
+        return 0
+
+
+@register_layer
+class Concat(Layer):
+    """Concatenate a list of tensors along ``axis`` (1: channels, counting the batch as axis 0)."""
+
+    multi_input = True
+
+    def __init__(self, axis=1, name=None, trainable=True, input_shape=None):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape)
+        self.axis = int(axis)
+        if self.axis == 0:
+            raise ValueError(f"layer {self.name!r}: cannot concatenate along the batch axis")
+
+    def _axis(self, rank):
+        """The axis within a shape without batch (rank = that shape's length)."""
+        a = self.axis if self.axis > 0 else self.axis + rank + 1
+        if not 1 <= a <= rank:
+            raise ValueError(f"layer {self.name!r}: axis {self.axis} is out of range for rank-{rank + 1} inputs")
+        return a - 1
+
+    def check_input_shape(self, input_shape, building=False):
+        if not isinstance(input_shape, list) or len(input_shape) < 1:
+            raise ValueError(f"layer {self.name!r} (Concat) takes a list of tensors")
+        rank = len(input_shape[0])
+        a = self._axis(rank)
+        for s in input_shape[1:]:
+            if len(s) != rank or not _compatible(s[:a] + s[a + 1 :], input_shape[0][:a] + input_shape[0][a + 1 :]):
+                raise ValueError(
+                    f"layer {self.name!r} (Concat) needs inputs that match except along axis {self.axis}, got "
+                    f"{batch_shape_str(input_shape)}"
+                )
+
+    def compute_output_shape(self, input_shape):
+        a = self._axis(len(input_shape[0]))
+        out = list(input_shape[0])
+        sizes = [s[a] for s in input_shape]
+        out[a] = None if any(d is None for d in sizes) else sum(sizes)
+        return tuple(out)
+
+    def forward(self, xs, training=False):
+        dim = self._axis(len(xs[0].shape) - 1) + 1
+        return ops.concat(list(xs), dim=dim), ([int(x.shape[dim]) for x in xs], dim)
+
+    def backward(self, grad_out, ctx):
+        sizes, dim = ctx
+        return list(ops.concat_backward(grad_out, sizes, dim=dim))
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["axis"] = self.axis
+        return cfg

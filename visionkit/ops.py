@@ -80,6 +80,8 @@ def conv_output_size(in_size, kernel, stride, pad_total, dilation=1):
 def same_padding(in_hw, kernel, stride, dilation=(1, 1)):
     """TensorFlow's "same": out = ceil(in / stride); the total padding split evenly, the odd pixel at the end."""
     pads = []
+    in_hw, kernel = _pair(in_hw, "in_hw"), _pair(kernel, "kernel")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     for n, k, s, d in zip(in_hw, kernel, stride, dilation):
         out = -(-n // s)
         total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
@@ -118,6 +120,11 @@ def _conv_args(x, weight, stride, padding, dilation, groups, op):
     return stride, pads, dilation, groups, kernel
 
 
+def _check_bias(bias, n, op):
+    if bias is not None and tuple(bias.shape) != (n,):
+        raise ValueError(f"{op}: bias has shape {tuple(bias.shape)}, expected ({n},)")
+
+
 def _check_conv(x_shape, w_shape, stride, pads, dilation, groups, op):
     C, (O, Cg) = x_shape[1], w_shape[:2]
     if C % groups or O % groups:
@@ -136,6 +143,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, "conv2d")
     w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
     _check_conv(x.shape, w.shape, stride, pads, dilation, groups, "conv2d")
+    _check_bias(b, w.shape[0], "conv2d")
     return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups)
 
 
@@ -182,6 +190,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     out_shape, stride, pads, dilation, groups = _transpose_geometry(
         x, weight, stride, padding, output_padding, groups, dilation)
     w = _match(weight, x, "weight")
+    _check_bias(bias, out_shape[1], "conv_transpose2d")
     B = backend_of(x)
     # the forward of the transposed conv is conv2d's input gradient, with output_padding as extra bottom/right pad
     y = B.conv.conv2d_backward_input(x, w, out_shape, stride, pads, dilation, groups)
@@ -445,9 +454,10 @@ def batch_norm_backward(grad_out, x, running_mean, running_var, weight=None, tra
 def linear(x, weight, bias=None):
     x = _arr(x)
     _check_rank(x, 2, "linear")
-    if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"linear: weight {tuple(weight.shape)} expects {weight.shape[1]} input features, "
+    if len(weight.shape) != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear: weight {tuple(weight.shape)} expects {weight.shape[-1]} input features, "
                          f"got {x.shape[1]}")
+    _check_bias(bias, weight.shape[0], "linear")
     return backend_of(x).dense.linear_forward(x, _match(weight, x, "weight"), _match(bias, x, "bias"))
 
 
@@ -675,6 +685,8 @@ def _interp_args(x_shape, size, scale_factor, mode, align_corners):
             raise ValueError(f"interpolate: scale_factor must be positive, got {scale_factor!r}")
         out = (int(math.floor(H * sf[0])), int(math.floor(W * sf[1])))
         scale = (1.0 / sf[0], 1.0 / sf[1])  # PyTorch maps coordinates with the user's factor, not in/out
+        # ... except on an axis whose size does not change, which it copies whatever the factor
+        scale = tuple(1.0 if o == n else s for o, n, s in zip(out, (H, W), scale))
     if min(out) < 1:
         raise ValueError(f"interpolate: output size {out} is empty")
     return out, _MODES[mode], bool(align_corners), scale

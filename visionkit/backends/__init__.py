@@ -68,7 +68,8 @@ act
 
 resize
     interpolate_forward(x, out_hw, mode, align_corners, scale_hw) -> y
-        mode 0 nearest (src = min(floor(dst*scale), in-1)), 1 bilinear. scale_hw is PyTorch's source-per-dest
+        mode 0 nearest (src = min(floor(dst*scale), in-1); as PyTorch, an output as large as the input copies it
+        and one exactly twice as large takes dst // 2), 1 bilinear. scale_hw is PyTorch's source-per-dest
         scale (ops computes it: in/out, or 1/scale_factor when the user gave one). align_corners uses
         (in-1)/(out-1) instead and ignores scale_hw.
     interpolate_backward(gy, x_shape, mode, align_corners, scale_hw) -> gx

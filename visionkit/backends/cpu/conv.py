@@ -140,8 +140,9 @@ def _add_bias(y, bias):
 # ----------------------------------------------------------------------------------------------- direct kernels
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups):
+    """Direct conv for any stride (stride 1 takes _flat_forward); thread-local accumulator, as there."""
     N, _, H, W = x.shape
     O, Cg, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
@@ -150,7 +151,7 @@ def _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups):
         n = t // O
         o = t - n * O
         g = o // Og
-        yo = y[n, o]
+        acc = np.zeros((OH, OW), x.dtype)
         for c in range(Cg):
             xc = x[n, g * Cg + c]
             for i in range(KH):
@@ -164,14 +165,11 @@ def _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
                             continue
-                        yr = yo[oh]
+                        ar = acc[oh]
                         xr = xc[ih]
-                        if sw == 1:  # contiguous: lets LLVM vectorise
-                            for ow in range(lo, hi):
-                                yr[ow] += wv * xr[ow + off]
-                        else:
-                            for ow in range(lo, hi):
-                                yr[ow] += wv * xr[ow * sw + off]
+                        for ow in range(lo, hi):
+                            ar[ow] += wv * xr[ow * sw + off]
+        y[n, o] = acc
 
 
 @njit(parallel=True, cache=True)
@@ -245,15 +243,15 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _flat_forward(xp, w, yf, dh, dw, groups):
+def _flat_forward(xp, w, yf, OW, dh, dw, groups):
     """Stride-1 direct conv on a padded input, computing each output row at the input's row pitch Wp so the
     inner loop runs over one long contiguous span (the extra Wp-OW columns per row are cropped afterwards).
     The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
     N, _, Hp, Wp = xp.shape
     O, Cg, KH, KW = w.shape
-    OH, OW = yf.shape[2], yf.shape[3]
+    OH = yf.shape[2]
     Og = O // groups
-    L = (OH - 1) * Wp + OW
+    L = (OH - 1) * Wp + OW  # the last output row stops at OW: reading on would leave the input plane
     for t in prange(N * O):
         n = t // O
         o = t - n * O
@@ -272,13 +270,13 @@ def _flat_forward(xp, w, yf, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _flat_backward_input(gf, w, gxp, dh, dw, groups):
+def _flat_backward_input(gf, w, gxp, OW, dh, dw, groups):
     """Adjoint of _flat_forward: gf is the gradient at row pitch Wp with zeros in the cropped columns."""
     N, C, Hp, Wp = gxp.shape
     O, Cg, KH, KW = w.shape
     OH = gf.shape[2]
     Og = O // groups
-    L = (OH - 1) * Wp + gf.shape[3]
+    L = (OH - 1) * Wp + OW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -298,25 +296,26 @@ def _flat_backward_input(gf, w, gxp, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})  # reassoc: a vectorised dot product
-def _flat_backward_weight(xp, gf, gw, dh, dw, groups):
+def _flat_backward_weight(xp, gy, gw, dh, dw, groups):
+    """Stride-1 weight gradient on a padded input, row by row over the real output columns only (a row-pitch
+    layout would multiply its zero columns with real inputs, and 0 * NaN would leak NaN into other weights)."""
     N, _, Hp, Wp = xp.shape
     O, Cg, KH, KW = gw.shape
-    OH = gf.shape[2]
+    OH, OW = gy.shape[2], gy.shape[3]
     Og = O // groups
-    L = (OH - 1) * Wp + gf.shape[3]
     for t in prange(O * Cg):
         o = t // Cg
         c = t - o * Cg
         g = o // Og
         for i in range(KH):
             for j in range(KW):
-                base = i * dh * Wp + j * dw
                 acc = 0.0
                 for n in range(N):
-                    xs = xp[n, g * Cg + c].reshape(Hp * Wp)[base:base + L]
-                    gg = gf[n, o].reshape(OH * Wp)[:L]
-                    for q in range(L):
-                        acc += gg[q] * xs[q]
+                    for oh in range(OH):
+                        gr = gy[n, o, oh]
+                        xr = xp[n, g * Cg + c, oh + i * dh, j * dw:j * dw + OW]
+                        for q in range(OW):
+                            acc += gr[q] * xr[q]
                 gw[o, c, i, j] = acc
 
 
@@ -361,13 +360,13 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
         xp = _pad_input(x, pads)
         yf = np.zeros((N, O, OH, xp.shape[3]), x.dtype)
-        _flat_forward(xp, w, yf, dh, dw, groups)
+        _flat_forward(xp, w, yf, OW, dh, dw, groups)
         y = np.ascontiguousarray(yf[..., :OW])
         if b is not None:
             _add_bias(y, b)
         return y
     if _use_direct(Cg, KH, KW, Og):
-        y = np.zeros((N, O, OH, OW), x.dtype)
+        y = np.empty((N, O, OH, OW), x.dtype)
         _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups)
         if b is not None:
             _add_bias(y, b)
@@ -402,7 +401,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
         gxp = np.zeros((N, C, Hp, Wp), gy.dtype)
-        _flat_backward_input(_at_pitch(gy, Wp), w, gxp, dh, dw, groups)
+        _flat_backward_input(_at_pitch(gy, Wp), w, gxp, OW, dh, dw, groups)
         return np.ascontiguousarray(gxp[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W])
     gx = np.zeros(x_shape, gy.dtype)
     if _use_direct(Cg, KH, KW, Og):
@@ -433,7 +432,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
         xp = _pad_input(x, pads)
         gw = np.zeros(w_shape, x.dtype)
-        _flat_backward_weight(xp, _at_pitch(gy, xp.shape[3]), gw, dh, dw, groups)
+        _flat_backward_weight(xp, gy, gw, dh, dw, groups)
         return gw
     if _use_direct(Cg, KH, KW, Og):
         gw = np.zeros(w_shape, x.dtype)

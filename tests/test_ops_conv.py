@@ -1,0 +1,399 @@
+"""conv2d and conv_transpose2d (and the padding helpers) against the numpy reference, finite differences and torch."""
+
+import warnings
+
+import numpy as np
+import pytest
+import reference as ref
+from gradcheck import assert_close, check_gradients
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ops = pytest.importorskip("visionkit.ops")
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+def _rand(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+# ------------------------------------------------------------------------------------------------ conv2d cases
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    # up to 5 channels per group both ways: wide enough for the im2col+GEMM path as well as the direct kernels
+    cg, og = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    padding = draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                             st.sampled_from(["same", "valid"])))
+    if isinstance(padding, str):
+        stride, dilation = draw(st.sampled_from([((sh, sw), 1), (1, (dh, dw)), ((sh, sw), (dh, dw))]))
+    else:
+        stride, dilation = (sh, sw), (dh, dw)
+    # make the (padded) input at least as large as the dilated kernel
+    ph, pw = (0, 0) if isinstance(padding, str) else ref.pair(padding)
+    dh, dw = ref.pair(dilation)
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 8))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 8))
+    return dict(n=draw(st.integers(1, 2)), c=cg * groups, h=h, w=w, o=og * groups, k=(kh, kw), stride=stride,
+                padding=padding, dilation=dilation, groups=groups, bias=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+
+
+def _make_conv(case, dtype=np.float32):
+    rng = np.random.default_rng(case["seed"])
+    x = _rand(rng, (case["n"], case["c"], case["h"], case["w"]), dtype)
+    wt = _rand(rng, (case["o"], case["c"] // case["groups"]) + tuple(case["k"]), dtype)
+    b = _rand(rng, (case["o"],), dtype) if case["bias"] else None
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    return x, wt, b, kw
+
+
+def _case(n, c, h, w, o, k, stride=1, padding=0, dilation=1, groups=1, bias=True, seed=0):
+    return dict(n=n, c=c, h=h, w=w, o=o, k=ref.pair(k), stride=stride, padding=padding, dilation=dilation,
+                groups=groups, bias=bias, seed=seed)
+
+
+CONV_EDGE = {
+    "basic3x3": _case(2, 3, 6, 5, 4, 3, padding=1),
+    "1x1": _case(1, 4, 3, 3, 2, 1),
+    "stride_gt_kernel": _case(1, 2, 9, 8, 3, 2, stride=3),
+    "stride_pair": _case(1, 2, 7, 8, 3, (3, 2), stride=(2, 3), padding=(1, 0)),
+    "dilation2": _case(1, 2, 8, 7, 3, 3, dilation=2, padding=2),
+    "dilation_pair": _case(1, 2, 8, 7, 2, (2, 3), dilation=(3, 1)),
+    "same_even_k4_s2": _case(1, 2, 7, 8, 3, 4, stride=2, padding="same"),
+    "same_even_k2_s2": _case(2, 2, 5, 6, 2, 2, stride=2, padding="same"),
+    "same_k2_s1": _case(1, 2, 5, 4, 3, 2, padding="same"),
+    "same_k3_s2_dil2": _case(1, 2, 7, 6, 2, 3, stride=2, dilation=2, padding="same"),
+    "same_rect_kernel": _case(1, 3, 6, 5, 2, (1, 4), stride=(1, 2), padding="same"),
+    "valid": _case(1, 2, 5, 6, 3, 3, stride=2, padding="valid"),
+    "groups2": _case(2, 4, 5, 5, 6, 3, padding=1, groups=2),
+    "depthwise": _case(1, 3, 5, 6, 3, 3, padding=1, groups=3),
+    "depthwise_mult2": _case(2, 3, 5, 6, 6, 3, stride=2, padding=1, groups=3),
+    "depthwise_mult2_nobias": _case(1, 4, 6, 5, 8, (3, 2), groups=4, bias=False),
+    "kernel_equals_input": _case(1, 2, 3, 3, 2, 3),
+    "no_bias": _case(1, 3, 4, 4, 2, 2, bias=False),
+    # wide enough (C/groups * KH * KW >= 32 terms, 4+ outputs per group) for im2col + GEMM rather than direct loops
+    "wide_s1": _case(2, 4, 5, 5, 5, 3, padding=1),
+    "wide_s1_nobias_n1": _case(1, 4, 5, 4, 4, 3, padding=1, bias=False),
+    "wide_s2_dil2": _case(2, 5, 7, 8, 4, 3, stride=2, dilation=2, padding=1),
+    "wide_groups2": _case(2, 8, 5, 6, 8, 3, stride=(1, 2), padding=1, groups=2),
+    "wide_same_even_s2": _case(1, 4, 7, 6, 4, 4, stride=2, padding="same", bias=False),
+}
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_random_vs_reference(case):
+    x, w, b, kw = _make_conv(case)
+    assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw), err_msg=str(case))
+
+
+@pytest.mark.parametrize("name", list(CONV_EDGE))
+def test_conv2d_edge_vs_reference(name):
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw))
+
+
+@pytest.mark.parametrize("name", list(CONV_EDGE))
+def test_conv2d_backward_gradcheck(name):
+    case = dict(CONV_EDGE[name], n=1)
+    x, w, b, kw = _make_conv(case, np.float64)
+
+    def fwd(x, w, b):
+        return ops.conv2d(x, w, b, **kw)
+
+    if b is None:
+        check_gradients(lambda x, w: fwd(x, w, None), [x, w],
+                        lambda g, x, w: ops.conv2d_backward(g, x, w, None, **kw)[:2])
+        assert ops.conv2d_backward(np.ones_like(fwd(x, w, None)), x, w, None, **kw)[2] is None
+    else:
+        check_gradients(fwd, [x, w, b], lambda g, x, w, b: ops.conv2d_backward(g, x, w, b, **kw))
+
+
+def _torch_conv2d(torch, x, w, b, stride, padding, dilation, groups):
+    F = torch.nn.functional
+    t = torch.from_numpy(x.astype(np.float64))
+    if isinstance(padding, str):  # TensorFlow rule, done as an explicit F.pad (torch's "same" is stride-1 only)
+        pt, pb, pl, pr = ref.same_padding(x.shape[2:], w.shape[2:], stride, dilation) \
+            if padding == "same" else (0, 0, 0, 0)
+        t, padding = F.pad(t, (pl, pr, pt, pb)), 0
+    return F.conv2d(t, torch.from_numpy(w.astype(np.float64)),
+                    None if b is None else torch.from_numpy(b.astype(np.float64)),
+                    stride=stride, padding=padding, dilation=dilation, groups=groups).numpy()
+
+
+@pytest.mark.parametrize("name", list(CONV_EDGE))
+def test_conv2d_vs_torch(name):
+    torch = _torch()
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    expected = _torch_conv2d(torch, x, w, b, **kw)
+    assert_close(ref.conv2d(x, w, b, **kw), expected, np.float64, err_msg="reference vs torch")
+    assert_close(ops.conv2d(x, w, b, **kw), expected, err_msg="ops vs torch")
+
+
+def test_conv2d_same_with_torch_same_stride1():
+    torch = _torch()
+    rng = np.random.default_rng(3)
+    x, w = _rand(rng, (1, 2, 5, 6)), _rand(rng, (3, 2, 4, 3))  # even kernel: torch puts the odd pixel bottom/right
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that an even kernel needs a padded copy
+        expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding="same").numpy()
+    assert_close(ops.conv2d(x, w, padding="same"), expected)
+
+
+# ------------------------------------------------------------------------------------------------ conv_transpose2d
+
+
+@st.composite
+def convt_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, og = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    # torch: output_padding < max(stride, dilation); the output must be non-empty
+    oph, opw = draw(st.integers(0, max(sh, dh) - 1)), draw(st.integers(0, max(sw, dw) - 1))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph = draw(st.integers(0, max(0, ((h - 1) * sh + dh * (kh - 1) + oph) // 2)))
+    pw = draw(st.integers(0, max(0, ((w - 1) * sw + dw * (kw - 1) + opw) // 2)))
+    return dict(n=draw(st.integers(1, 2)), c=cg * groups, h=h, w=w, og=og, k=(kh, kw), stride=(sh, sw),
+                padding=(ph, pw), output_padding=(oph, opw), dilation=(dh, dw), groups=groups,
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+def _make_convt(case, dtype=np.float32):
+    rng = np.random.default_rng(case["seed"])
+    x = _rand(rng, (case["n"], case["c"], case["h"], case["w"]), dtype)
+    wt = _rand(rng, (case["c"], case["og"]) + tuple(case["k"]), dtype)
+    b = _rand(rng, (case["og"] * case["groups"],), dtype) if case["bias"] else None
+    kw = dict(stride=case["stride"], padding=case["padding"], output_padding=case["output_padding"],
+              groups=case["groups"], dilation=case["dilation"])
+    return x, wt, b, kw
+
+
+def _tcase(n, c, h, w, og, k, stride=1, padding=0, output_padding=0, groups=1, dilation=1, bias=True, seed=0):
+    return dict(n=n, c=c, h=h, w=w, og=og, k=ref.pair(k), stride=stride, padding=padding,
+                output_padding=output_padding, groups=groups, dilation=dilation, bias=bias, seed=seed)
+
+
+CONVT_EDGE = {
+    "basic": _tcase(2, 3, 4, 3, 2, 3),
+    "stride2_k2": _tcase(1, 2, 3, 4, 3, 2, stride=2),
+    "stride2_pad1_outpad1": _tcase(1, 2, 3, 3, 2, 3, stride=2, padding=1, output_padding=1),
+    "stride_gt_kernel": _tcase(1, 2, 3, 2, 2, 2, stride=3, output_padding=2),
+    "outpad_pair": _tcase(1, 2, 3, 3, 2, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2)),
+    "dilation2": _tcase(1, 2, 3, 3, 2, 3, dilation=2, padding=1),
+    "dilation2_outpad1": _tcase(1, 2, 2, 3, 2, 2, stride=1, dilation=2, output_padding=1),
+    "groups2": _tcase(1, 4, 3, 3, 3, 3, stride=2, padding=1, groups=2),
+    "depthwise_mult2": _tcase(2, 3, 3, 4, 2, 3, stride=2, groups=3),
+    "no_bias": _tcase(1, 2, 3, 3, 3, 4, stride=2, padding=1, bias=False),
+    "1x1_stride2": _tcase(1, 3, 3, 3, 2, 1, stride=2, output_padding=1),
+    # wide: the input-gradient GEMM + col2im path
+    "wide_s2": _tcase(2, 4, 3, 3, 4, 3, stride=2, padding=1, output_padding=1),
+    "wide_s1_nobias": _tcase(1, 5, 3, 4, 4, 3, padding=1, bias=False),
+    "wide_groups2_dil2": _tcase(1, 8, 3, 3, 4, 3, stride=2, groups=2, dilation=2),
+}
+
+
+@SETTINGS
+@given(convt_cases())
+def test_conv_transpose2d_random_vs_reference(case):
+    x, w, b, kw = _make_convt(case)
+    assert_close(ops.conv_transpose2d(x, w, b, **kw), ref.conv_transpose2d(x, w, b, **kw), err_msg=str(case))
+
+
+@pytest.mark.parametrize("name", list(CONVT_EDGE))
+def test_conv_transpose2d_edge_vs_reference(name):
+    x, w, b, kw = _make_convt(CONVT_EDGE[name])
+    assert_close(ops.conv_transpose2d(x, w, b, **kw), ref.conv_transpose2d(x, w, b, **kw))
+
+
+def test_conv_transpose2d_output_size_formula():
+    rng = np.random.default_rng(0)
+    x, w = _rand(rng, (1, 2, 5, 4)), _rand(rng, (2, 3, 3, 2))
+    y = ops.conv_transpose2d(x, w, stride=(2, 3), padding=(1, 0), output_padding=(1, 2), dilation=(2, 1))
+    # (H-1)*s - 2p + d*(k-1) + output_padding + 1
+    assert y.shape == (1, 3, 4 * 2 - 2 + 2 * 2 + 1 + 1, 3 * 3 - 0 + 1 * 1 + 2 + 1)
+
+
+@pytest.mark.parametrize("name", list(CONVT_EDGE))
+def test_conv_transpose2d_backward_gradcheck(name):
+    case = dict(CONVT_EDGE[name], n=1)
+    x, w, b, kw = _make_convt(case, np.float64)
+
+    def fwd(x, w, b):
+        return ops.conv_transpose2d(x, w, b, **kw)
+
+    if b is None:
+        check_gradients(lambda x, w: fwd(x, w, None), [x, w],
+                        lambda g, x, w: ops.conv_transpose2d_backward(g, x, w, None, **kw)[:2])
+    else:
+        check_gradients(fwd, [x, w, b], lambda g, x, w, b: ops.conv_transpose2d_backward(g, x, w, b, **kw))
+
+
+@pytest.mark.parametrize("name", list(CONVT_EDGE))
+def test_conv_transpose2d_vs_torch(name):
+    torch = _torch()
+    x, w, b, kw = _make_convt(CONVT_EDGE[name])
+    t = lambda a: None if a is None else torch.from_numpy(a.astype(np.float64))  # noqa: E731
+    expected = torch.nn.functional.conv_transpose2d(t(x), t(w), t(b), **kw).numpy()
+    assert_close(ref.conv_transpose2d(x, w, b, **kw), expected, np.float64, err_msg="reference vs torch")
+    assert_close(ops.conv_transpose2d(x, w, b, **kw), expected, err_msg="ops vs torch")
+
+
+def test_conv_batch_chunking(monkeypatch):
+    """im2col builds columns for as many images as fit a byte budget; a tiny budget forces chunks and a remainder."""
+    conv_mod = pytest.importorskip("visionkit.backends.cpu.conv")
+    if not hasattr(conv_mod, "COL_BYTES"):
+        pytest.skip("no im2col byte budget to shrink")
+    rng = np.random.default_rng(21)
+    x, w, b = _rand(rng, (5, 4, 5, 5), np.float64), _rand(rng, (6, 4, 3, 3), np.float64), _rand(rng, (6,), np.float64)
+    monkeypatch.setattr(conv_mod, "COL_BYTES", 2 * 36 * 25 * 8)  # two images per chunk: 2 + 2 + 1
+    assert_close(ops.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), np.float64)
+    assert_close(ops.conv2d(x, w, None, padding=1), ref.conv2d(x, w, None, padding=1), np.float64)
+    wt = _rand(rng, (4, 5, 3, 3), np.float64)
+    assert_close(ops.conv_transpose2d(x, wt, stride=2), ref.conv_transpose2d(x, wt, stride=2), np.float64)
+    g = _rand(rng, (5, 6, 5, 5), np.float64)
+    gx, gw, gb = ops.conv2d_backward(g, x, w, b, padding=1)
+    monkeypatch.setattr(conv_mod, "COL_BYTES", 32 << 20)
+    ex, ew, eb = ops.conv2d_backward(g, x, w, b, padding=1)
+    assert_close(gx, ex, np.float64)
+    assert_close(gw, ew, np.float64)
+    assert_close(gb, eb, np.float64)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+@pytest.mark.parametrize("in_hw,kernel,stride,dilation", [
+    ((7, 8), 4, 2, 1), ((5, 6), 2, 2, 1), ((5, 4), 2, 1, 1), ((7, 6), 3, 2, 2), ((6, 5), (1, 4), (1, 2), 1),
+    ((4, 4), 3, 1, 1), ((4, 4), 1, 3, 1), ((3, 3), 5, 1, 1), ((9, 2), (3, 2), (3, 1), (1, 2)),
+])
+def test_same_padding_and_output_size(in_hw, kernel, stride, dilation):
+    (kh, kw), (sh, sw), (dh, dw) = ref.pair(kernel), ref.pair(stride), ref.pair(dilation)
+    pads = tuple(ops.same_padding(in_hw, (kh, kw), (sh, sw), (dh, dw)))
+    assert pads == ref.same_padding(in_hw, kernel, stride, dilation)
+    # "same" gives ceil(in / stride) outputs
+    assert ops.conv_output_size(in_hw[0], kh, sh, pads[0] + pads[1], dh) == -(-in_hw[0] // sh)
+    assert ops.conv_output_size(in_hw[1], kw, sw, pads[2] + pads[3], dw) == -(-in_hw[1] // sw)
+    for pad_total in (0, 1, 2, 3):
+        if in_hw[0] + pad_total >= dh * (kh - 1) + 1:
+            assert ops.conv_output_size(in_hw[0], kh, sh, pad_total, dh) == \
+                ref.conv_output_size(in_hw[0], kh, sh, pad_total, dh)
+
+
+def test_same_padding_accepts_ints():
+    # the contract: "Ints for size-like arguments may be an int or an (h, w) pair"
+    assert tuple(ops.same_padding((7, 8), 4, 2, 1)) == ref.same_padding((7, 8), 4, 2, 1) == (1, 2, 1, 1)
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+
+
+@pytest.mark.parametrize("xs,ws,kw,match", [
+    ((2, 3, 5), (4, 3, 3, 3), {}, "dim|rank|4-D|4D|shape"),                    # x not 4-D
+    ((1, 2, 3, 5, 5), (4, 2, 3, 3), {}, "dim|rank|4-D|4D|shape"),
+    ((1, 3, 5, 5), (4, 3, 3), {}, "dim|rank|4-D|4D|shape|weight"),             # weight not 4-D
+    ((1, 3, 5, 5), (4, 2, 3, 3), {}, "channel|group"),                          # C != C/groups * groups
+    ((1, 4, 5, 5), (4, 4, 3, 3), {"groups": 2}, "channel|group"),
+    ((1, 4, 5, 5), (3, 2, 3, 3), {"groups": 2}, "channel|group|divisible"),   # O not divisible by groups
+    ((1, 3, 5, 5), (4, 1, 3, 3), {"groups": 2}, "channel|group|divisible"),   # C not divisible by groups
+    ((1, 2, 3, 3), (4, 2, 5, 5), {}, "kernel|input|size|larger"),            # kernel > input
+    ((1, 2, 3, 3), (4, 2, 3, 3), {"dilation": 2}, "kernel|input|size|larger"),  # dilated kernel > input
+    ((1, 2, 3, 3), (4, 2, 6, 6), {"padding": 1}, "kernel|input|size|larger"),  # kernel > padded input
+])
+def test_conv2d_bad_inputs(xs, ws, kw, match):
+    with pytest.raises(ValueError, match=f"(?i){match}"):
+        ops.conv2d(np.zeros(xs, np.float32), np.zeros(ws, np.float32), **kw)
+
+
+def test_conv2d_bias_shape_mismatch():
+    with pytest.raises(ValueError):
+        ops.conv2d(np.zeros((1, 2, 4, 4), np.float32), np.zeros((3, 2, 3, 3), np.float32),
+                   np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 3, 5), (3, 2, 3, 3), {}),                       # x not 4-D
+    ((1, 4, 3, 3), (3, 2, 3, 3), {}),                    # x channels != weight in-channels
+    ((1, 3, 3, 3), (3, 2, 3, 3), {"groups": 2}),         # channels not divisible by groups
+])
+def test_conv_transpose2d_bad_inputs(xs, ws, kw):
+    with pytest.raises(ValueError):
+        ops.conv_transpose2d(np.zeros(xs, np.float32), np.zeros(ws, np.float32), **kw)
+
+
+# ------------------------------------------------------------------------------------------------ dtypes, layout, NaN
+
+
+def test_conv_float64_preserved_and_exact():
+    x, w, b, kw = _make_conv(CONV_EDGE["depthwise_mult2"], np.float64)
+    y = ops.conv2d(x, w, b, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
+    x, w, b, kw = _make_convt(CONVT_EDGE["groups2"], np.float64)
+    assert_close(ops.conv_transpose2d(x, w, b, **kw), ref.conv_transpose2d(x, w, b, **kw), np.float64)
+
+
+def test_conv_int_and_noncontiguous_inputs_converted():
+    rng = np.random.default_rng(1)
+    xi = rng.integers(-3, 4, size=(1, 2, 5, 5))
+    wi = rng.integers(-2, 3, size=(3, 2, 3, 3))
+    y = ops.conv2d(xi, wi, padding=1)
+    assert_close(y, ref.conv2d(xi, wi, padding=1))
+    # non-contiguous: a transposed view and a strided slice
+    big = _rand(rng, (1, 2, 10, 7))
+    x_nc = big[:, :, ::2, :].transpose(0, 1, 3, 2)     # (1, 2, 7, 5), not C-contiguous
+    w_nc = _rand(rng, (2, 3, 3, 3)).transpose(1, 0, 2, 3)  # (3, 2, 3, 3)
+    assert not x_nc.flags.c_contiguous and not w_nc.flags.c_contiguous
+    y = ops.conv2d(x_nc, w_nc, stride=2, padding=1)
+    assert_close(y, ref.conv2d(x_nc, w_nc, stride=2, padding=1))
+    wt_nc = _rand(rng, (3, 2, 2, 2))[:, :, ::-1, :]
+    assert_close(ops.conv_transpose2d(x_nc, wt_nc[:2], stride=2), ref.conv_transpose2d(x_nc, wt_nc[:2], stride=2))
+
+
+def test_conv_nan_propagates():
+    rng = np.random.default_rng(2)
+    x, w, b = _rand(rng, (1, 4, 6, 6)), _rand(rng, (4, 2, 3, 3)), _rand(rng, (4,))
+    x[0, 1, 2, 3] = np.nan  # group 0 only
+    y = ops.conv2d(x, w, b, padding=1, groups=2)
+    expected = ref.conv2d(x, w, b, padding=1, groups=2)
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    assert_close(y, expected)
+    wt = _rand(rng, (4, 2, 3, 3))
+    y = ops.conv_transpose2d(x, wt, stride=2, groups=2)
+    expected = ref.conv_transpose2d(x, wt, stride=2, groups=2)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(padding=1), dict(dilation=2, padding=1), dict(stride=2, padding=1)])
+def test_conv2d_backward_nan_stays_local(kw):
+    """A NaN in one input channel reaches exactly the weight-gradient taps that multiply it, nothing else."""
+    rng = np.random.default_rng(22)
+    x, w = _rand(rng, (2, 3, 5, 5)), _rand(rng, (2, 3, 2, 2))
+    x[0, 1, 0, 0] = np.nan
+    y = ops.conv2d(x, w, **kw)
+    g = _rand(rng, y.shape)
+    gx, gw, _ = ops.conv2d_backward(g, x, w, **kw)
+    # gw[o, c, u, v] = sum_{n, i, j} g[n, o, i, j] * xpad[n, c, i*s + u*d, j*s + v*d]  (the definition)
+    s, d = ref.pair(kw.get("stride", 1)), ref.pair(kw.get("dilation", 1))
+    xp = ref.pad_constant(x.astype(np.float64), ref.resolve_pads(kw.get("padding", 0), (5, 5), (2, 2), s, d))
+    oh, ow = y.shape[2:]
+    expected = np.zeros(w.shape)
+    for u in range(2):
+        for v in range(2):
+            patch = xp[:, :, u * d[0]:u * d[0] + s[0] * (oh - 1) + 1:s[0], v * d[1]:v * d[1] + s[1] * (ow - 1) + 1:s[1]]
+            expected[:, :, u, v] = np.einsum("nohw,nchw->oc", g.astype(np.float64), patch)
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(expected), err_msg="NaN pattern of the weight gradient")
+    assert_close(gw, expected)
+    assert not np.isnan(gx[1]).any(), "a NaN in image 0 leaked into image 1's input gradient"

@@ -46,6 +46,9 @@ def pytest_terminal_summary(terminalreporter):
     blas = os.environ.get("OPENBLAS_CORETYPE")
     tr.write_line(f"OPENBLAS_CORETYPE={blas or '(unset)'}  threads={THREADS}")
     sg = RESULTS.get("sgemm 1024x1024", {})
+    if "numpy" in sg:  # measured again at the end: the ceiling is the better of the two (the machine is shared)
+        a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+        sg["numpy"] = min(sg["numpy"], median_time(lambda: a @ a))
     sg_rate = sg["work"][0] / sg["numpy"] / 1e9 if "numpy" in sg else None
     for case, entry in RESULTS.items():
         if case.startswith("sgemm"):

@@ -251,22 +251,31 @@ def test_conv_transpose2d_vs_torch(name):
     assert_close(ops.conv_transpose2d(x, w, b, **kw), expected, err_msg="ops vs torch")
 
 
-def test_conv_batch_chunking(monkeypatch):
-    """im2col builds columns for as many images as fit a byte budget; a tiny budget forces chunks and a remainder."""
+@pytest.mark.parametrize("tile_elems", [1, 36 * 50, 36 * 150], ids=["one-row-bands", "six-row-bands", "two-images"])
+@pytest.mark.parametrize("k,kw", [(3, dict(padding=1)), (3, dict(stride=2, padding=1)), (3, dict(dilation=2, padding=2)),
+                                  (1, dict())], ids=["pad1", "stride2", "dilation2", "pointwise"])
+def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
+    """The im2col+GEMM path cuts work into tiles (bands of output rows, or runs of whole images) and runs them on
+    pool threads; every tiling, threaded even at tiny sizes, must give the reference's answer, the two-phase
+    band order of the input gradient included."""
     conv_mod = pytest.importorskip("visionkit.backends.cpu.conv")
-    if not hasattr(conv_mod, "COL_BYTES"):
-        pytest.skip("no im2col byte budget to shrink")
+    threads_mod = pytest.importorskip("visionkit.backends.cpu.threads")
+    monkeypatch.setattr(conv_mod, "TILE_ELEMS", tile_elems)
+    monkeypatch.setattr(conv_mod, "MIN_TILE_COLS", 1)
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
     rng = np.random.default_rng(21)
-    x, w, b = _rand(rng, (5, 4, 5, 5), np.float64), _rand(rng, (6, 4, 3, 3), np.float64), _rand(rng, (6,), np.float64)
-    monkeypatch.setattr(conv_mod, "COL_BYTES", 2 * 36 * 25 * 8)  # two images per chunk: 2 + 2 + 1
-    assert_close(ops.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), np.float64)
-    assert_close(ops.conv2d(x, w, None, padding=1), ref.conv2d(x, w, None, padding=1), np.float64)
-    wt = _rand(rng, (4, 5, 3, 3), np.float64)
-    assert_close(ops.conv_transpose2d(x, wt, stride=2), ref.conv_transpose2d(x, wt, stride=2), np.float64)
-    g = _rand(rng, (5, 6, 5, 5), np.float64)
-    gx, gw, gb = ops.conv2d_backward(g, x, w, b, padding=1)
-    monkeypatch.setattr(conv_mod, "COL_BYTES", 32 << 20)
-    ex, ew, eb = ops.conv2d_backward(g, x, w, b, padding=1)
+    x, w, b = _rand(rng, (5, 4, 9, 8), np.float64), _rand(rng, (6, 4, k, k), np.float64), _rand(rng, (6,), np.float64)
+    if k == 1:  # 4 terms per output would take the direct kernel: make the pointwise conv wide enough for GEMM
+        x, w = _rand(rng, (5, 40, 9, 8), np.float64), _rand(rng, (6, 40, 1, 1), np.float64)
+    y = ops.conv2d(x, w, b, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
+    wt = _rand(rng, (x.shape[1], 6, k, k), np.float64)
+    assert_close(ops.conv_transpose2d(x, wt, **kw), ref.conv_transpose2d(x, wt, **kw), np.float64)
+    g = _rand(rng, y.shape, np.float64)
+    gx, gw, gb = ops.conv2d_backward(g, x, w, b, **kw)
+    monkeypatch.setattr(conv_mod, "TILE_ELEMS", 1 << 18)
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", float("inf"))
+    ex, ew, eb = ops.conv2d_backward(g, x, w, b, **kw)
     assert_close(gx, ex, np.float64)
     assert_close(gw, ew, np.float64)
     assert_close(gb, eb, np.float64)

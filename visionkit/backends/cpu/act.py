@@ -9,6 +9,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .threads import launch
+
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -85,7 +87,7 @@ def _act_backward(gy, x, y, gx, code, a):
 
 def act_forward(x, code, a):
     y = np.empty_like(x)
-    _act_forward(x.reshape(-1), y.reshape(-1), code, float(a))
+    launch(_act_forward, x.size, x.reshape(-1), y.reshape(-1), code, float(a))
     return y
 
 
@@ -93,7 +95,7 @@ def act_backward(gy, x, y, code, a):
     gx = np.empty_like(gy)
     xf = x.reshape(-1) if x is not None else gy.reshape(-1)
     yf = y.reshape(-1) if y is not None else gy.reshape(-1)
-    _act_backward(gy.reshape(-1), xf, yf, gx.reshape(-1), code, float(a))
+    launch(_act_backward, gy.size, gy.reshape(-1), xf, yf, gx.reshape(-1), code, float(a))
     return gx
 
 
@@ -136,13 +138,13 @@ def _softmax_backward(gy, y, gx, log):
 
 def softmax_forward(x, log):
     y = np.empty_like(x)
-    _softmax(x, y, bool(log))
+    launch(_softmax, x.size, x, y, bool(log))
     return y
 
 
 def softmax_backward(gy, y, log):
     gx = np.empty_like(gy)
-    _softmax_backward(gy, y, gx, bool(log))
+    launch(_softmax_backward, gy.size, gy, y, gx, bool(log))
     return gx
 
 
@@ -175,11 +177,11 @@ def _dropout_backward(gy, mask, p, gx):
 def dropout_forward(x, p, seed):
     y = np.empty_like(x)
     mask = np.empty(x.shape, np.uint8)
-    _dropout(x.reshape(-1), float(p), np.uint64(seed), y.reshape(-1), mask.reshape(-1))
+    launch(_dropout, x.size, x.reshape(-1), float(p), np.uint64(seed), y.reshape(-1), mask.reshape(-1))
     return y, mask
 
 
 def dropout_backward(gy, mask, p):
     gx = np.empty_like(gy)
-    _dropout_backward(gy.reshape(-1), mask.reshape(-1), float(p), gx.reshape(-1))
+    launch(_dropout_backward, gy.size, gy.reshape(-1), mask.reshape(-1), float(p), gx.reshape(-1))
     return gx

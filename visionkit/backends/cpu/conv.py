@@ -1,19 +1,28 @@
 """CPU convolution: im2col + BLAS GEMM for wide layers, a direct kernel for few input channels per group.
 
-DESIGN.md's measurements on this machine: with 16+ input channels, im2col inside njit followed by OpenBLAS GEMM
-reaches 65-78% of the sgemm ceiling, while the best direct Numba loop reaches ~20%; direct kernels win only when
-each output sums over few terms (LeNet's first conv, depthwise convs). ``_use_direct`` encodes that choice.
+DESIGN.md's measurements on this machine: with 16+ input channels, im2col followed by OpenBLAS GEMM reaches
+65-78% of the sgemm ceiling, while the best direct Numba loop reaches ~20%; direct kernels win only when each
+output sums over few terms (LeNet's first conv, depthwise convs). ``_use_direct`` encodes that choice.
+
+The GEMM path works in tiles (a band of output rows of one image, or several whole small images) whose im2col
+columns fit in L2: each tile's im2col is followed at once by its GEMM, on one of the pool threads of
+``threads.run_tiles``, so the columns never travel to memory and back.
 
 All functions take the resolved arguments described in ``visionkit/backends/__init__.py``.
 """
 
+import threading
+
 import numpy as np
 from numba import njit, prange
 
+from .threads import launch, num_workers, run_tiles
+
 # A GEMM over fewer terms than this per output is dominated by im2col traffic: go direct.
 DIRECT_MAX_TERMS = 32
-# im2col buffers are built for as many images at once as fit in this many bytes.
-COL_BYTES = 32 << 20
+# im2col columns per tile: about 1 MB of float32, so a tile's columns stay in L2 until its GEMM reads them.
+TILE_ELEMS = 1 << 18
+MIN_TILE_COLS = 256  # narrower GEMMs lose more to call overhead than they gain in cache
 
 
 def out_size(size, k, s, p_total, d):
@@ -35,54 +44,14 @@ def _ow_range(j, sw, pl, dw, W, OW):
 # ----------------------------------------------------------------------------------------------- im2col / col2im
 
 
-@njit(parallel=True, cache=True)
-def _im2col(x, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, col):
-    """col[(c, i, j), b*OH*OW + oh*OW + ow] = x[n0+b, c0+c, oh*sh-pt+i*dh, ow*sw-pl+j*dw] (0 outside)."""
+@njit(nogil=True, cache=True)
+def _im2col_tile(x, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col):
+    """col[(c, i, j), b*R*OW + (oh-oh0)*OW + ow] = x[n0+b, c0+c, oh*sh-pt+i*dh, ow*sw-pl+j*dw] (0 outside),
+    for images n0..n0+nb-1 and output rows oh0..oh1-1 (R = oh1-oh0). Serial: tiles are the unit of parallelism."""
     H = x.shape[2]
     W = x.shape[3]
-    K = cg * kh * kw
-    for t in prange(K * nb):
-        r = t // nb
-        b = t - r * nb
-        c = r // (kh * kw)
-        ij = r - c * (kh * kw)
-        i = ij // kw
-        j = ij - i * kw
-        off = j * dw - pl
-        lo = 0 if off >= 0 else (-off + sw - 1) // sw
-        hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-        hi = min(max(hi, lo), OW)
-        base = b * OH * OW
-        for oh in range(OH):
-            ih = oh * sh - pt + i * dh
-            row = base + oh * OW
-            if ih < 0 or ih >= H:
-                for ow in range(OW):
-                    col[r, row + ow] = 0
-                continue
-            for ow in range(lo):
-                col[r, row + ow] = 0
-            xr = x[n0 + b, c0 + c, ih]
-            if sw == 1:
-                for ow in range(lo, hi):
-                    col[r, row + ow] = xr[ow + off]
-            else:
-                for ow in range(lo, hi):
-                    col[r, row + ow] = xr[ow * sw + off]
-            for ow in range(hi, OW):
-                col[r, row + ow] = 0
-
-
-@njit(parallel=True, cache=True)
-def _col2im(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, gx):
-    """Adjoint of _im2col: gx[n0+b, c0+c, ...] += col[...]; one thread per (image, channel) plane, no races."""
-    H = gx.shape[2]
-    W = gx.shape[3]
-    for t in prange(nb * cg):
-        b = t // cg
-        c = t - b * cg
-        plane = gx[n0 + b, c0 + c]
-        base = b * OH * OW
+    R = oh1 - oh0
+    for c in range(cg):
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
@@ -90,38 +59,51 @@ def _col2im(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, gx):
                 lo = 0 if off >= 0 else (-off + sw - 1) // sw
                 hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
                 hi = min(max(hi, lo), OW)
-                for oh in range(OH):
-                    ih = oh * sh - pt + i * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    row = base + oh * OW
-                    for ow in range(lo, hi):
-                        plane[ih, ow * sw + off] += col[r, row + ow]
+                for b in range(nb):
+                    xc = x[n0 + b, c0 + c]
+                    for oh in range(oh0, oh1):
+                        ih = oh * sh - pt + i * dh
+                        row = (b * R + oh - oh0) * OW
+                        if ih < 0 or ih >= H:
+                            col[r, row:row + OW] = 0
+                            continue
+                        col[r, row:row + lo] = 0
+                        xr = xc[ih]
+                        if sw == 1:
+                            col[r, row + lo:row + hi] = xr[lo + off:hi + off]
+                        else:
+                            for ow in range(lo, hi):
+                                col[r, row + ow] = xr[ow * sw + off]
+                        col[r, row + hi:row + OW] = 0
 
 
-@njit(parallel=True, cache=True)
-def _scatter_out(out, y, n0, nb, o0, og, bias, has_bias):
-    """y[n0+b, o0+o, :] = out[o, b*P:(b+1)*P] (+ bias): GEMM result (Og, nb*P) back to NCHW."""
-    P = y.shape[2] * y.shape[3]
-    yf = y.reshape(y.shape[0], y.shape[1], P)
-    for t in prange(nb * og):
-        b = t // og
-        o = t - b * og
-        bv = bias[o0 + o] if has_bias else 0.0
-        for p in range(P):
-            yf[n0 + b, o0 + o, p] = out[o, b * P + p] + bv
-
-
-@njit(parallel=True, cache=True)
-def _gather_grad(gy, n0, nb, o0, og, out):
-    """out[o, b*P + p] = gy[n0+b, o0+o, p]: NCHW gradient slice to the GEMM layout (Og, nb*P)."""
-    P = gy.shape[2] * gy.shape[3]
-    gf = gy.reshape(gy.shape[0], gy.shape[1], P)
-    for t in prange(nb * og):
-        b = t // og
-        o = t - b * og
-        for p in range(P):
-            out[o, b * P + p] = gf[n0 + b, o0 + o, p]
+@njit(nogil=True, cache=True)
+def _col2im_tile(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, gx):
+    """Adjoint of _im2col_tile: gx[n0+b, c0+c, ...] += col[...]."""
+    H = gx.shape[2]
+    W = gx.shape[3]
+    R = oh1 - oh0
+    for c in range(cg):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                off = j * dw - pl
+                lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
+                hi = min(max(hi, lo), OW)
+                for b in range(nb):
+                    plane = gx[n0 + b, c0 + c]
+                    for oh in range(oh0, oh1):
+                        ih = oh * sh - pt + i * dh
+                        if ih < 0 or ih >= H:
+                            continue
+                        row = (b * R + oh - oh0) * OW
+                        xr = plane[ih]
+                        if sw == 1:
+                            xr[lo + off:hi + off] += col[r, row + lo:row + hi]
+                        else:
+                            for ow in range(lo, hi):
+                                xr[ow * sw + off] += col[r, row + ow]
 
 
 @njit(parallel=True, cache=True)
@@ -243,20 +225,20 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _flat_forward(xp, w, yf, OW, dh, dw, groups):
-    """Stride-1 direct conv on a padded input, computing each output row at the input's row pitch Wp so the
-    inner loop runs over one long contiguous span (the extra Wp-OW columns per row are cropped afterwards).
+def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups):
+    """Stride-1 direct conv on a padded input, accumulating each output plane at the input's row pitch Wp so the
+    inner loop runs over one long contiguous span, then copying the OW real columns of each row into y.
     The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
     N, _, Hp, Wp = xp.shape
     O, Cg, KH, KW = w.shape
-    OH = yf.shape[2]
+    OH, OW = y.shape[2], y.shape[3]
     Og = O // groups
     L = (OH - 1) * Wp + OW  # the last output row stops at OW: reading on would leave the input plane
     for t in prange(N * O):
         n = t // O
         o = t - n * O
         g = o // Og
-        acc = np.zeros(L, xp.dtype)
+        acc = np.full(L, b[o] if has_bias else 0.0, xp.dtype)
         for c in range(Cg):
             xf = xp[n, g * Cg + c].reshape(Hp * Wp)
             for i in range(KH):
@@ -266,7 +248,8 @@ def _flat_forward(xp, w, yf, OW, dh, dw, groups):
                     xs = xf[base:base + L]
                     for q in range(L):
                         acc[q] += wv * xs[q]
-        yf[n, o].reshape(OH * Wp)[:L] = acc
+        for oh in range(OH):
+            y[n, o, oh] = acc[oh * Wp:oh * Wp + OW]
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -347,9 +330,54 @@ def _geometry(x_shape, w_shape, stride, pads, dilation, groups, y_shape=None):
     return N, C, H, W, O, Cg, KH, KW, OH, OW, O // groups
 
 
-def _chunk(N, K, P, itemsize):
-    """How many images' im2col columns to build at once."""
-    return int(max(1, min(N, COL_BYTES // max(1, K * P * itemsize))))
+def _tiles(N, OH, OW, K, min_rows=1):
+    """Work items (n0, nb, oh0, oh1): bands of output rows of one image, or runs of whole small images, each with
+    about TILE_ELEMS im2col elements; for a single image the band count is rounded up to a multiple of the
+    workers so that none idles at the end."""
+    P = OH * OW
+    cols = max(MIN_TILE_COLS, min(8192, TILE_ELEMS // K))
+    if P > cols:
+        rows = min(OH, max(min_rows, cols // OW, 1))
+        bands = -(-OH // rows)
+        workers = num_workers()
+        if N < workers and bands % workers:
+            bands += workers - bands % workers
+            rows = min(OH, max(min_rows, -(-OH // bands)))
+        return [(n, 1, a, min(a + rows, OH)) for n in range(N) for a in range(0, OH, rows)]
+    nb = max(1, cols // P)
+    if N < 2 * num_workers():  # a few images: one each, so every worker gets one
+        nb = 1
+    return [(n, min(nb, N - n), 0, OH) for n in range(0, N, nb)]
+
+
+class _Buffers(threading.local):
+    """Per-thread scratch reused across calls (fresh pages cost more than the im2col that fills them)."""
+
+    def get(self, name, size, dtype):
+        key = (name, np.dtype(dtype).str)
+        buf = self.__dict__.get(key)
+        if buf is None or buf.size < size:
+            buf = np.empty(max(size, 1), dtype)
+            self.__dict__[key] = buf
+        return buf[:size]
+
+
+_scratch = _Buffers()
+
+
+def _is_pointwise(w_shape, stride, pads):
+    """A 1x1, stride-1, unpadded conv: its im2col columns are the input planes themselves."""
+    return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and not any(pads)
+
+
+def _band(a, n0, nb, g0, og, oh0, oh1, OW, P, tmp_name):
+    """The (og, cols) GEMM view of a tile's slice of an NCHW tensor: a strided view for one image (BLAS takes
+    the row stride as its leading dimension), a gathered copy for several."""
+    if nb == 1:
+        return a[n0, g0:g0 + og].reshape(og, P)[:, oh0 * OW:oh1 * OW]
+    buf = _scratch.get(tmp_name, og * nb * P, a.dtype).reshape(og, nb, P)
+    buf[:] = a[n0:n0 + nb, g0:g0 + og].reshape(nb, og, P).transpose(1, 0, 2)
+    return buf.reshape(og, nb * P)
 
 
 def conv2d_forward(x, w, b, stride, pads, dilation, groups):
@@ -358,36 +386,36 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
-        xp = _pad_input(x, pads)
-        yf = np.zeros((N, O, OH, xp.shape[3]), x.dtype)
-        _flat_forward(xp, w, yf, OW, dh, dw, groups)
-        y = np.ascontiguousarray(yf[..., :OW])
-        if b is not None:
-            _add_bias(y, b)
+        y = np.empty((N, O, OH, OW), x.dtype)
+        bias = b if b is not None else np.zeros(1, x.dtype)
+        launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, bias, b is not None, y, dh, dw, groups)
         return y
     if _use_direct(Cg, KH, KW, Og):
         y = np.empty((N, O, OH, OW), x.dtype)
-        _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups)
+        launch(_direct_forward, y.size * Cg * KH * KW, x, w, y, sh, sw, pt, pl, dh, dw, groups)
         if b is not None:
-            _add_bias(y, b)
+            launch(_add_bias, y.size, y, b)
         return y
     y = np.empty((N, O, OH, OW), x.dtype)
     K, P = Cg * KH * KW, OH * OW
-    nb = _chunk(N, K, P, x.itemsize)
-    col = np.empty((K, nb * P), x.dtype)
     w2 = w.reshape(O, K)
-    has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, x.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        cm = col if m == nb else np.empty((K, m * P), x.dtype)
+
+    def tile(t, _):
+        n0, nb, oh0, oh1 = t
+        cols = nb * (oh1 - oh0) * OW
+        col = _scratch.get("col", K * cols, x.dtype).reshape(K, cols)
         for g in range(groups):
-            _im2col(x, n0, m, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, cm)
+            _im2col_tile(x, n0, nb, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col)
             wg = w2[g * Og:(g + 1) * Og]
-            if m == 1 and not has_bias:
-                np.matmul(wg, cm, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P))
+            if nb == 1:
+                np.matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
             else:
-                _scatter_out(wg @ cm, y, n0, m, g * Og, Og, bias, has_bias)
+                out = np.matmul(wg, col, out=_scratch.get("out", Og * cols, x.dtype).reshape(Og, cols))
+                y[n0:n0 + nb, g * Og:(g + 1) * Og] = out.reshape(Og, nb, OH, OW).transpose(1, 0, 2, 3)
+
+    run_tiles(_tiles(N, OH, OW, K), tile, 2.0 * y.size * K)
+    if b is not None:
+        launch(_add_bias, y.size, y, b)
     return y
 
 
@@ -405,22 +433,31 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
         return np.ascontiguousarray(gxp[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W])
     gx = np.zeros(x_shape, gy.dtype)
     if _use_direct(Cg, KH, KW, Og):
-        _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups)
+        launch(_direct_backward_input, gy.size * Cg * KH * KW, gy, w, gx, sh, sw, pt, pl, dh, dw, groups)
         return gx
     K, P = Cg * KH * KW, OH * OW
-    nb = _chunk(N, K, P, gy.itemsize)
     w2 = w.reshape(O, K)
-    gbuf = np.empty((Og, nb * P), gy.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
+
+    def tile(t, _):
+        n0, nb, oh0, oh1 = t
+        cols = nb * (oh1 - oh0) * OW
+        gcol = _scratch.get("col", K * cols, gy.dtype).reshape(K, cols)
         for g in range(groups):
-            if m == 1:
-                gyg = gy[n0, g * Og:(g + 1) * Og].reshape(Og, P)
-            else:
-                gyg = gbuf if m == nb else np.empty((Og, m * P), gy.dtype)
-                _gather_grad(gy, n0, m, g * Og, Og, gyg)
-            gcol = w2[g * Og:(g + 1) * Og].T @ gyg
-            _col2im(gcol, n0, m, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, gx)
+            gyg = _band(gy, n0, nb, g * Og, Og, oh0, oh1, OW, P, "gy")
+            np.matmul(w2[g * Og:(g + 1) * Og].T, gyg, out=gcol)
+            _col2im_tile(gcol, n0, nb, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, gx)
+
+    # bands of one image write overlapping input rows: run every other band, then the rest, once each band is
+    # taller than the kernel's reach (bands two apart never touch the same row)
+    min_rows = ((KH - 1) * dh) // sh + 1
+    tiles = _tiles(N, OH, OW, K, min_rows)
+    flops = 2.0 * gy.size * K
+    if any(t[2] > 0 for t in tiles):
+        rows = tiles[0][3] - tiles[0][2]
+        run_tiles([t for t in tiles if (t[2] // rows) % 2 == 0], tile, flops)
+        run_tiles([t for t in tiles if (t[2] // rows) % 2 == 1], tile, flops)
+    else:
+        run_tiles(tiles, tile, flops)
     return gx
 
 
@@ -432,26 +469,30 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
         xp = _pad_input(x, pads)
         gw = np.zeros(w_shape, x.dtype)
-        _flat_backward_weight(xp, gy, gw, dh, dw, groups)
+        launch(_flat_backward_weight, gy.size * Cg * KH * KW, xp, gy, gw, dh, dw, groups)
         return gw
     if _use_direct(Cg, KH, KW, Og):
         gw = np.zeros(w_shape, x.dtype)
-        _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups)
+        launch(_direct_backward_weight, gy.size * Cg * KH * KW, x, gy, gw, sh, sw, pt, pl, dh, dw, groups)
         return gw
     K, P = Cg * KH * KW, OH * OW
-    nb = _chunk(N, K, P, x.itemsize)
-    col = np.empty((K, nb * P), x.dtype)
-    gbuf = np.empty((Og, nb * P), x.dtype)
-    gw = np.zeros((O, K), x.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        cm = col if m == nb else np.empty((K, m * P), x.dtype)
+    pointwise = _is_pointwise(w_shape, stride, pads) and (OH, OW) == (H, W)
+
+    def tile(t, acc):
+        n0, nb, oh0, oh1 = t
+        cols = nb * (oh1 - oh0) * OW
+        col = _scratch.get("col", K * cols, x.dtype).reshape(K, cols)
+        tmp = _scratch.get("gw", Og * K, x.dtype).reshape(Og, K)
         for g in range(groups):
-            _im2col(x, n0, m, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, cm)
-            if m == 1:
-                gyg = gy[n0, g * Og:(g + 1) * Og].reshape(Og, P)
+            if pointwise:
+                col = _band(x, n0, nb, g * Cg, Cg, oh0, oh1, OW, P, "xcol")
             else:
-                gyg = gbuf if m == nb else np.empty((Og, m * P), x.dtype)
-                _gather_grad(gy, n0, m, g * Og, Og, gyg)
-            gw[g * Og:(g + 1) * Og] += gyg @ cm.T
+                _im2col_tile(x, n0, nb, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col)
+            gyg = _band(gy, n0, nb, g * Og, Og, oh0, oh1, OW, P, "gy")
+            acc[g * Og:(g + 1) * Og] += np.matmul(gyg, col.T, out=tmp)
+
+    parts = run_tiles(_tiles(N, OH, OW, K), tile, 2.0 * gy.size * K, lambda: np.zeros((O, K), x.dtype))
+    gw = parts[0]
+    for p in parts[1:]:
+        gw += p
     return gw.reshape(w_shape)

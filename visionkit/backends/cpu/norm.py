@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit, prange
 
+from .threads import launch
+
 
 @njit(parallel=True, cache=True)
 def _lrn_scale(x, size, alpha, k, d):
@@ -29,7 +31,7 @@ def _lrn_scale(x, size, alpha, k, d):
 
 def lrn_forward(x, size, alpha, beta, k):
     d = np.empty_like(x)
-    _lrn_scale(x, size, alpha, k, d)
+    launch(_lrn_scale, x.size * size, x, size, alpha, k, d)
     return x * d ** (-beta)
 
 
@@ -61,10 +63,10 @@ def _lrn_backward(gy, x, d, tt, size, alpha, beta, gx):
 
 def lrn_backward(gy, x, size, alpha, beta, k):
     d = np.empty_like(x)
-    _lrn_scale(x, size, alpha, k, d)
+    launch(_lrn_scale, x.size * size, x, size, alpha, k, d)
     tt = gy * x * d ** (-beta - 1.0)
     gx = np.empty_like(x)
-    _lrn_backward(gy, x, d, tt, size, alpha, beta, gx)
+    launch(_lrn_backward, x.size * size, gy, x, d, tt, size, alpha, beta, gx)
     return gx
 
 
@@ -99,7 +101,7 @@ def batch_norm_stats(x):
     C = x3.shape[1]
     mean = np.empty(C, x.dtype)
     var = np.empty(C, x.dtype)
-    _stats(x3, mean, var)
+    launch(_stats, 2 * x.size, x3, mean, var)
     return mean, var
 
 
@@ -126,7 +128,7 @@ def _affine(mean, var, weight, bias, eps, dtype):
 def batch_norm_forward(x, mean, var, weight, bias, eps):
     scale, shift, _ = _affine(mean, var, weight, bias, eps, x.dtype)
     y = np.empty_like(x)
-    _bn_forward(_as3d(x), scale, shift, _as3d(y))
+    launch(_bn_forward, x.size, _as3d(x), scale, shift, _as3d(y))
     return y
 
 
@@ -167,10 +169,10 @@ def batch_norm_backward(gy, x, mean, var, weight, eps, training):
     gy3, x3 = _as3d(gy), _as3d(x)
     sg = np.empty(C)
     sgx = np.empty(C)
-    _bn_grad_sums(gy3, x3, mean.astype(np.float64), invstd, sg, sgx)
+    launch(_bn_grad_sums, 2 * x.size, gy3, x3, mean.astype(np.float64), invstd, sg, sgx)
     gx = np.empty_like(x)
     if training:
-        _bn_backward_train(gy3, x3, mean.astype(np.float64), invstd, w, sg, sgx, _as3d(gx))
+        launch(_bn_backward_train, x.size, gy3, x3, mean.astype(np.float64), invstd, w, sg, sgx, _as3d(gx))
     else:
-        _bn_forward(gy3, (w * invstd).astype(x.dtype), np.zeros(C, x.dtype), _as3d(gx))
+        launch(_bn_forward, x.size, gy3, (w * invstd).astype(x.dtype), np.zeros(C, x.dtype), _as3d(gx))
     return gx, sgx.astype(x.dtype), sg.astype(x.dtype)

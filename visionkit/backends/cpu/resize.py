@@ -4,6 +4,8 @@ does on the CPU, so that edge cases (non-integer scale factors) pick the same so
 import numpy as np
 from numba import njit, prange
 
+from .threads import launch
+
 
 def _axis_tables(n_out, n_in, scale, align_corners, mode, ft):
     """Per output index: the two source indices and the weight of the second, in the input's float type
@@ -84,11 +86,11 @@ def _tables(in_hw, out_hw, mode, align_corners, scale_hw, dtype):
 
 def interpolate_forward(x, out_hw, mode, align_corners, scale_hw):
     y = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
-    _resize(x, y, *_tables(x.shape[2:], out_hw, mode, align_corners, scale_hw, x.dtype))
+    launch(_resize, 4 * y.size, x, y, *_tables(x.shape[2:], out_hw, mode, align_corners, scale_hw, x.dtype))
     return y
 
 
 def interpolate_backward(gy, x_shape, mode, align_corners, scale_hw):
     gx = np.zeros(x_shape, gy.dtype)
-    _resize_backward(gy, gx, *_tables(x_shape[2:], gy.shape[2:], mode, align_corners, scale_hw, gy.dtype))
+    launch(_resize_backward, 4 * gy.size, gy, gx, *_tables(x_shape[2:], gy.shape[2:], mode, align_corners, scale_hw, gy.dtype))
     return gx

@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit, prange
 
+from .threads import launch
+
 
 def _pad_map(n_in, before, after, mode):
     """Source index for every padded position; -1 marks a constant-filled one."""
@@ -53,13 +55,13 @@ def pad_forward(x, pads, mode, value):
     hm = _pad_map(x.shape[2], pads[0], pads[1], mode)
     wm = _pad_map(x.shape[3], pads[2], pads[3], mode)
     y = np.empty(x.shape[:2] + (len(hm), len(wm)), x.dtype)
-    _pad_gather(x, y, hm, wm, float(value))
+    launch(_pad_gather, y.size, x, y, hm, wm, float(value))
     return y
 
 
 def pad_backward(gy, x_shape, pads, mode):
     gx = np.zeros(x_shape, gy.dtype)
-    _pad_scatter(gy, gx, _pad_map(x_shape[2], pads[0], pads[1], mode),
+    launch(_pad_scatter, gy.size, gy, gx, _pad_map(x_shape[2], pads[0], pads[1], mode),
                  _pad_map(x_shape[3], pads[2], pads[3], mode))
     return gx
 

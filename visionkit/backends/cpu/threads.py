@@ -1,0 +1,105 @@
+"""How the CPU backend uses the cores: one pool at a time, never two fighting.
+
+Two kinds of parallel work run here:
+- Numba ``prange`` kernels (pooling, activations, direct convolutions). Launching one wakes Numba's workers, which
+  costs 15-50 us with the passive OpenMP wait policy visionkit sets; for small tensors that is more than the work,
+  so ``launch`` runs small kernels on the calling thread alone.
+- im2col + GEMM convolutions. DESIGN.md measured Numba's and OpenBLAS's pools slowing each other 6-13x. Here the
+  work is cut into tiles that fit in L2 and ``run_tiles`` hands them to a pool of Python threads (Numba's
+  ``nogil`` kernels and numpy's GEMM both release the GIL), each tile running its im2col and a single-threaded
+  GEMM back to back, so the columns are still in cache when the GEMM reads them. OpenBLAS is held to one thread
+  for the duration (through threadpoolctl) and restored afterwards.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+# Kernels with less work than this (elements touched) run on one thread: waking the pool costs more.
+PARALLEL_MIN_WORK = 1 << 15
+# GEMM jobs under this many flops run their tiles on the calling thread.
+PARALLEL_MIN_FLOPS = 4e6
+
+_pool = None
+_pool_lock = threading.Lock()
+_blas = None
+
+
+def num_workers():
+    return max(1, int(numba.get_num_threads()))
+
+
+def launch(kernel, work, *args):
+    """Call a ``parallel=True`` kernel, on this thread alone when ``work`` is small."""
+    if work >= PARALLEL_MIN_WORK or numba.get_num_threads() == 1:
+        return kernel(*args)
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(prev)
+
+
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=num_workers(), thread_name_prefix="visionkit-cpu")
+        return _pool
+
+
+def _blas_controllers():
+    """threadpoolctl's handles on the BLAS libraries loaded in this process (empty when unavailable)."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # threadpoolctl missing or confused: GEMMs keep their default threads
+            _blas = []
+    return _blas
+
+
+class _SingleThreadedBlas:
+    def __enter__(self):
+        self.saved = [(c, c.num_threads) for c in _blas_controllers()]
+        for c, n in self.saved:
+            if n != 1:
+                c.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for c, n in self.saved:
+            if n != 1:
+                c.set_num_threads(n)
+
+
+def run_tiles(tiles, fn, flops, make_state=None):
+    """Call fn(tile, state) for every tile, the workers taking the next tile as they finish one; each worker owns
+    one state from make_state() (e.g. a gradient accumulator). Returns the states.
+
+    Small jobs, a single tile, and calls from inside a worker run on the calling thread with BLAS as it is.
+    """
+    workers = min(num_workers(), len(tiles))
+    if workers <= 1 or flops < PARALLEL_MIN_FLOPS or threading.current_thread().name.startswith("visionkit-cpu"):
+        state = make_state() if make_state else None
+        for t in tiles:
+            fn(t, state)
+        return [state]
+    queue = iter(tiles)
+    lock = threading.Lock()
+
+    def worker():
+        state = make_state() if make_state else None
+        while True:
+            with lock:
+                t = next(queue, None)
+            if t is None:
+                return state
+            fn(t, state)
+
+    with _SingleThreadedBlas():
+        futures = [_executor().submit(worker) for _ in range(workers)]
+        return [f.result() for f in futures]

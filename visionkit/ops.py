@@ -26,7 +26,7 @@ __all__ = [
     "hardsigmoid_backward", "hardswish_backward", "activation", "activation_backward",
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "dropout", "dropout_backward", "interpolate", "interpolate_backward", "pad", "pad_backward",
-    "add", "concat", "concat_backward", "same_padding", "conv_output_size", "to_device", "to_numpy",
+    "add", "concat", "concat_backward", "same_padding", "conv_output_size", "pool_output_size", "to_device", "to_numpy",
 ]
 
 
@@ -227,8 +227,9 @@ def _add_channel_bias(y, b):
 # ----------------------------------------------------------------------------------------------- pooling
 
 
-def _pool_out(n, k, s, pb, pe, d, ceil_mode):
-    """PyTorch's pooling output size; with ceil_mode the last window must start inside the input or left pad."""
+def pool_output_size(n, k, s, pb, pe, d=1, ceil_mode=False):
+    """PyTorch's pooling output size over n + pb + pe; with ceil_mode the last window must start inside the input
+    or the left padding."""
     span = n + pb + pe - d * (k - 1) - 1
     out = (-(-span // s) if ceil_mode else span // s) + 1
     if ceil_mode and (out - 1) * s >= n + pb:
@@ -246,8 +247,8 @@ def _pool_args(x, kernel_size, stride, padding, dilation, ceil_mode, op):
     pads = _resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
     if not isinstance(padding, str) and (pads[0] * 2 > kernel[0] or pads[2] * 2 > kernel[1]):
         raise ValueError(f"{op}: padding {padding!r} must be at most half the kernel size {kernel}")
-    out = (_pool_out(x.shape[2], kernel[0], stride[0], pads[0], pads[1], dilation[0], ceil_mode),
-           _pool_out(x.shape[3], kernel[1], stride[1], pads[2], pads[3], dilation[1], ceil_mode))
+    out = (pool_output_size(x.shape[2], kernel[0], stride[0], pads[0], pads[1], dilation[0], ceil_mode),
+           pool_output_size(x.shape[3], kernel[1], stride[1], pads[2], pads[3], dilation[1], ceil_mode))
     if min(out) < 1:
         raise ValueError(f"{op}: kernel {kernel} is larger than the padded input {tuple(x.shape[2:])}")
     return kernel, stride, pads, dilation, out

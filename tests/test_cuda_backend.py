@@ -501,3 +501,178 @@ def test_to_device_to_host_roundtrip():
     d = G.tensor.to_device(a)
     assert not isinstance(d, np.ndarray)
     np.testing.assert_array_equal(G.tensor.to_host(d), a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_device_keeps_dtype(dtype):
+    a = rand(2, 3, dtype=dtype)
+    d = G.tensor.to_device(a)
+    assert d.dtype == dtype and G.tensor.to_device(d) is d
+    back = G.tensor.to_host(d)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, a)
+
+
+# ----------------------------------------------------------------------------------------------- new contract functions
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_channel_bias_in_place_any_rank(dtype):
+    for shape in ((3, 4), (2, 3, 5), (2, 3, 2, 2)):
+        y, b = rand(*shape, dtype=dtype), rand(shape[1], dtype=dtype)
+        dy = D(y)
+        out = G.tensor.add_channel_bias(dy, D(b))
+        assert out is dy and out.dtype == dtype
+        ref = C.tensor.add_channel_bias(y.copy(), b)
+        np.testing.assert_array_equal(H(dy), ref)  # one rounding per element, as the CPU twin
+        close(H(dy), y + b.reshape((1, -1) + (1,) * (len(shape) - 2)), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_update_running_matches_cpu(dtype):
+    rm, rv = rand(5, dtype=dtype), np.abs(rand(5, dtype=dtype)) + 0.5
+    mean, var = rand(5, dtype=dtype), np.abs(rand(5, dtype=dtype))
+    drm, drv = D(rm), D(rv)
+    assert G.norm.batch_norm_update_running(drm, drv, D(mean), D(var), 0.1, 12) is None
+    crm, crv = rm.copy(), rv.copy()
+    C.norm.batch_norm_update_running(crm, crv, mean, var, 0.1, 12)
+    # the CPU twin's rounding steps, so equal to the last bit (allow one ulp for a fused multiply-add on a GPU)
+    np.testing.assert_array_max_ulp(H(drm), crm, maxulp=1)
+    np.testing.assert_array_max_ulp(H(drv), crv, maxulp=1)
+    close(H(drv), 0.9 * rv + 0.1 * var * 12 / 11, dtype)
+
+
+# ----------------------------------------------------------------------------------------------- conv_transpose
+
+
+@pytest.mark.parametrize("cin,cout,k", [(2, 2, 2), (4, 4, 3)])  # direct path, GEMM path (36 terms, 4 outputs)
+def test_conv_transpose_output_padding_ge_stride(cin, cout, k):
+    """output_padding >= stride (legal when dilation > stride): the adjoint's gy is smaller than x_shape's forward;
+    both backward passes must take OH/OW from gy (as ops calls them for conv_transpose2d and its backward)."""
+    x, w = rand(1, cin, 3, 3), rand(cin, cout, k, k)
+    stride, pads, dil = (1, 1), (0, 0, 0, 0), (2, 2)
+    oh = 2 + 2 * (k - 1) + 1 + 1  # (H-1)*s + d*(k-1) + output_padding + 1
+    out_shape = (1, cout, oh, oh)
+    y = G.conv.conv2d_backward_input(D(x), D(w), out_shape, stride, pads, dil, 1)
+    yc = C.conv.conv2d_backward_input(x, w, out_shape, stride, pads, dil, 1)
+    assert tuple(y.shape) == out_shape
+    close(H(y), yc, atol=1e-4)
+    assert not H(y)[:, :, -1, :].any() and not H(y)[:, :, :, -1].any()  # the output_padding row/column
+    gy = rand(*out_shape)
+    gw = G.conv.conv2d_backward_weight(D(gy), D(x), w.shape, stride, pads, dil, 1)
+    close(H(gw), C.conv.conv2d_backward_weight(gy, x, w.shape, stride, pads, dil, 1), atol=1e-4)
+    # <conv_transpose(x), gy> = <x, crop(conv(gy))> = <w, gw>
+    lin = float((yc.astype(np.float64) * gy).sum())
+    assert np.isclose(float((w.astype(np.float64) * H(gw)).sum()), lin, rtol=1e-4, atol=1e-3)
+
+
+def test_ops_conv_transpose_repro():
+    from visionkit import ops
+
+    x, w = rand(1, 2, 3, 3), rand(2, 2, 2, 2)
+    y = ops.conv_transpose2d(D(x), D(w), None, 1, 0, 1, 1, 2)
+    close(H(y), ops.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- two-stage reductions
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 4 items, so tiny tensors exercise the multi-chunk path (uneven last chunk included)."""
+    monkeypatch.setattr(G.tensor, "RED_CHUNK", 4)
+
+
+def test_two_stage_plan():
+    for m in (0, 1, 5, 4096, 4097, 10 ** 7):
+        k, length = G.tensor.red_plan(m)
+        assert k >= 1 and length >= 1 and k <= G.tensor.RED_MAX_CHUNKS
+        assert (k - 1) * length < max(m, 1) <= k * length  # no empty chunk, all covered
+
+
+def test_two_stage_channel_sums_and_stats(small_chunks):
+    assert G.tensor.red_plan(14) == (4, 4)
+    g = rand(2, 3, 7)  # 14 items per channel: chunks of 4, 4, 4, 2
+    close(H(G.tensor.sum_except_channels(D(g))), g.sum(axis=(0, 2), dtype=np.float64))
+    x = rand(2, 3, 7) * 0.01 + 1000.0  # a large mean: the chunk-wise combination must not cancel
+    mean, var = G.norm.batch_norm_stats(D(x))
+    close(H(mean), x.mean(axis=(0, 2), dtype=np.float64))
+    close(H(var), x.astype(np.float64).var(axis=(0, 2)), rtol=1e-3)
+    _, cv = C.norm.batch_norm_stats(x)
+    close(H(var), cv, rtol=1e-3)
+    xd = rand(7, 2, dtype=np.float64)
+    m64, v64 = G.norm.batch_norm_stats(D(xd))
+    close(H(m64), xd.mean(axis=0), np.float64)
+    close(H(v64), xd.var(axis=0), np.float64)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_two_stage_batch_norm_backward(small_chunks, training):
+    x, gy, w = rand(2, 2, 3, 3), rand(2, 2, 3, 3), rand(2)
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    got = G.norm.batch_norm_backward(D(gy), D(x), D(mean), D(var), D(w), 1e-5, training)
+    ref = C.norm.batch_norm_backward(gy, x, mean, var, w, 1e-5, training)
+    for a, r in zip(got, ref):
+        assert a.dtype == np.float32
+        close(H(a), r, atol=1e-5)
+    gx0 = H(G.norm.batch_norm_backward(D(gy), D(x), D(mean), D(var), None, 1e-5, training)[0])
+    close(gx0, C.norm.batch_norm_backward(gy, x, mean, var, None, 1e-5, training)[0], atol=1e-5)
+
+
+def test_two_stage_direct_conv_weight_gradient(small_chunks):
+    x, w = rand(2, 2, 4, 3), rand(2, 1, 2, 2)  # depthwise: the direct path
+    gy = rand(2, 2, 3, 2)
+    gw = G.conv.conv2d_backward_weight(D(x), D(gy), w.shape, (1, 1), (0, 0, 0, 0), (1, 1), 2)
+    close(H(gw), C.conv.conv2d_backward_weight(x, gy, w.shape, (1, 1), (0, 0, 0, 0), (1, 1), 2), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- max-pool determinism
+
+
+def test_max_pool_backward_non_overlapping_is_exact():
+    """stride >= kernel: each pixel gets at most one contribution, so the atomic scatter is exactly a copy."""
+    x = rand(1, 2, 4, 4)
+    args = ((2, 2), (2, 2), (0, 0, 0, 0), (1, 1), (2, 2))
+    _, idx = G.pool.max_pool2d_forward(D(x), *args)
+    gy = rand(1, 2, 2, 2)
+    gx = H(G.pool.max_pool2d_backward(D(gy), idx, x.shape))
+    np.testing.assert_array_equal(gx, C.pool.max_pool2d_backward(gy, H(idx), x.shape))
+    np.testing.assert_array_equal(np.sort(gx[gx != 0]), np.sort(gy.ravel()))
+
+
+# ----------------------------------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_function_keeps_the_dtype(dtype):
+    x = rand(1, 2, 3, 3, dtype=dtype)
+    dx = D(x)
+    w = D(rand(2, 2, 2, 2, dtype=dtype))
+    v2 = D(np.abs(rand(2, dtype=dtype)) + 0.5)
+    s_in = rand(2, 3, dtype=dtype)
+    outs = {
+        "conv": G.conv.conv2d_forward(dx, w, v2, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+        "conv_bi": G.conv.conv2d_backward_input(D(rand(1, 2, 2, 2, dtype=dtype)), w, x.shape, (1, 1), (0,) * 4,
+                                                (1, 1), 1),
+        "maxpool": G.pool.max_pool2d_forward(dx, (2, 2), (1, 1), (0,) * 4, (1, 1), (2, 2))[0],
+        "avgpool": G.pool.avg_pool2d_forward(dx, (2, 2), (1, 1), (0,) * 4, (2, 2), True, 0),
+        "adaptive": G.pool.adaptive_avg_pool2d_forward(dx, (2, 2)),
+        "lrn": G.norm.lrn_forward(dx, 2, 1e-4, 0.75, 1.0),
+        "bn": G.norm.batch_norm_forward(dx, v2, v2, v2, v2, 1e-5),
+        "stats": G.norm.batch_norm_stats(dx)[1],
+        "act": G.act.act_forward(dx, ACTIVATIONS["sigmoid"], 0.0),
+        "softmax": G.act.softmax_forward(D(s_in), True),
+        "dropout": G.act.dropout_forward(dx, 0.5, 3)[0],
+        "resize": G.resize.interpolate_forward(dx, (4, 5), 1, False, (0.75, 0.6)),
+        "pad": G.tensor.pad_forward(dx, (1, 0, 0, 1), 1, 0.0),
+        "add": G.tensor.add(dx, dx),
+        "bias": G.tensor.add_channel_bias(G.tensor.add(dx, dx), v2),
+        "concat": G.tensor.concat_channels([dx, dx]),
+        "sum": G.tensor.sum_except_channels(dx),
+        "linear": G.dense.linear_forward(D(rand(2, 3, dtype=dtype)), D(rand(2, 3, dtype=dtype)), v2),
+    }
+    for name, a in outs.items():
+        assert a.dtype == dtype, name
+    close(H(outs["softmax"]), C.act.softmax_forward(s_in, True), dtype, atol=1e-6)
+    close(H(outs["resize"]), C.resize.interpolate_forward(x, (4, 5), 1, False, (0.75, 0.6)), dtype, atol=1e-6)
+    close(H(outs["bn"]), C.norm.batch_norm_forward(x, H(v2), H(v2), H(v2), H(v2), 1e-5), dtype, atol=1e-5)

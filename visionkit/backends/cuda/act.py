@@ -1,14 +1,19 @@
 """CUDA elementwise activations (one thread per element over the flat index), row softmax (one block per row,
 shared-memory max and sum reductions) and seeded dropout.
 
+Activation and softmax kernels are built per dtype (``_act_kernels``, ``_softmax_kernels``) with constants of
+that dtype, so float32 tensors are computed in float32 (only softmax's row sums accumulate in float64).
+
 Dropout's mask is a pure function of (seed, flat index): splitmix64 of ``seed * golden + i`` mapped to [0, 1)
 with 53 bits, exactly the integers of the CPU twin (``cpu.act.uniform_hash``), so a seed gives the same mask on
 both backends, in any thread order.
 """
 
+import functools
 import math
 import warnings
 
+import numba
 import numpy as np
 from numba import config, cuda, float64
 
@@ -27,83 +32,90 @@ _S11 = np.uint64(11)
 _INV53 = 1.0 / 9007199254740992.0
 
 
-@cuda.jit(device=True, inline=True)
-def _act(v, code, a):
-    if code == 0:  # relu; "v < 0" keeps NaN
-        return 0.0 if v < 0 else v
-    if code == 1:  # leaky_relu
-        return v if v > 0 else a * v
-    if code == 2:  # elu
-        return v if v > 0 else a * (math.exp(v) - 1.0)
-    if code == 3:  # selu
-        return SELU_SCALE * (v if v > 0 else SELU_ALPHA * (math.exp(v) - 1.0))
-    if code == 4:
-        return math.tanh(v)
-    if code == 5:  # sigmoid, stable on both tails
-        if v >= 0:
-            return 1.0 / (1.0 + math.exp(-v))
-        e = math.exp(v)
-        return e / (1.0 + e)
-    if code == 6:  # hardsigmoid
-        if v <= -3.0:
-            return 0.0
-        if v >= 3.0:
-            return 1.0
-        return v / 6.0 + 0.5
-    if code == 7:  # hardswish
-        if v <= -3.0:
-            return 0.0
-        if v >= 3.0:
-            return v
-        return v * (v + 3.0) / 6.0
-    return v
+@functools.cache
+def _act_kernels(dtype):
+    """Forward and backward elementwise kernels for one float dtype: every constant is of that dtype, so a
+    float32 tensor is computed in float32 arithmetic (Numba promotes float32 op Python-float to float64)."""
+    f = np.dtype(dtype).type
+    z, one, half, three, six = f(0), f(1), f(0.5), f(3), f(6)
+    s_alpha, s_scale, s_prod = f(SELU_ALPHA), f(SELU_SCALE), f(SELU_SCALE * SELU_ALPHA)
 
+    @cuda.jit(device=True, inline=True)
+    def act(v, code, a):
+        if code == 0:  # relu; "v < 0" keeps NaN
+            return z if v < z else v
+        if code == 1:  # leaky_relu
+            return v if v > z else a * v
+        if code == 2:  # elu
+            return v if v > z else a * (math.exp(v) - one)
+        if code == 3:  # selu
+            return s_scale * (v if v > z else s_alpha * (math.exp(v) - one))
+        if code == 4:
+            return math.tanh(v)
+        if code == 5:  # sigmoid, stable on both tails
+            if v >= z:
+                return one / (one + math.exp(-v))
+            e = math.exp(v)
+            return e / (one + e)
+        if code == 6:  # hardsigmoid
+            if v <= -three:
+                return z
+            if v >= three:
+                return one
+            return v / six + half
+        if code == 7:  # hardswish
+            if v <= -three:
+                return z
+            if v >= three:
+                return v
+            return v * (v + three) / six
+        return v
 
-@cuda.jit(device=True, inline=True)
-def _dact(g, v, out, code, a):
-    """Gradient through the activation at input v with output out (tanh/sigmoid use out)."""
-    if code == 0:
-        return g if v > 0 else 0.0
-    if code == 1:
-        return g if v > 0 else a * g
-    if code == 2:
-        return g if v > 0 else g * (out + a)
-    if code == 3:
-        return g * SELU_SCALE if v > 0 else g * (out + SELU_SCALE * SELU_ALPHA)
-    if code == 4:
-        return g * (1.0 - out * out)
-    if code == 5:
-        return g * out * (1.0 - out)
-    if code == 6:
-        return g / 6.0 if -3.0 < v < 3.0 else 0.0
-    if code == 7:
-        if v < -3.0:
-            return 0.0
-        if v <= 3.0:
-            return g * (v / 3.0 + 0.5)
+    @cuda.jit(device=True, inline=True)
+    def dact(g, v, out, code, a):
+        """Gradient through the activation at input v with output out (tanh/sigmoid use out)."""
+        if code == 0:
+            return g if v > z else z
+        if code == 1:
+            return g if v > z else a * g
+        if code == 2:
+            return g if v > z else g * (out + a)
+        if code == 3:
+            return g * s_scale if v > z else g * (out + s_prod)
+        if code == 4:
+            return g * (one - out * out)
+        if code == 5:
+            return g * out * (one - out)
+        if code == 6:
+            return g / six if -three < v < three else z
+        if code == 7:
+            if v < -three:
+                return z
+            if v <= three:
+                return g * (v / three + half)
+            return g
         return g
-    return g
 
+    @cuda.jit
+    def forward(x, y, code, a):
+        i = cuda.grid(1)
+        if i < x.size:
+            y[i] = act(x[i], code, a)
 
-@cuda.jit
-def _act_forward(x, y, code, a):
-    i = cuda.grid(1)
-    if i < x.size:
-        y[i] = _act(x[i], code, a)
+    @cuda.jit
+    def backward(gy, x, y, gx, code, a):
+        i = cuda.grid(1)
+        if i < gy.size:
+            gx[i] = dact(gy[i], x[i], y[i], code, a)
 
-
-@cuda.jit
-def _act_backward(gy, x, y, gx, code, a):
-    i = cuda.grid(1)
-    if i < gy.size:
-        gx[i] = _dact(gy[i], x[i], y[i], code, a)
+    return forward, backward
 
 
 def act_forward(x, code, a):
     y = empty(x.shape, x.dtype)
     if x.size:
         b, t = grid1d(x.size)
-        _act_forward[b, t](flat(x), flat(y), int(code), float(a))
+        _act_kernels(x.dtype)[0][b, t](flat(x), flat(y), int(code), x.dtype.type(a))
     return y
 
 
@@ -113,7 +125,7 @@ def act_backward(gy, x, y, code, a):
         xf = flat(x) if x is not None else flat(gy)
         yf = flat(y) if y is not None else flat(gy)
         b, t = grid1d(gy.size)
-        _act_backward[b, t](flat(gy), xf, yf, flat(gx), int(code), float(a))
+        _act_kernels(gy.dtype)[1][b, t](flat(gy), xf, yf, flat(gx), int(code), gy.dtype.type(a))
     return gx
 
 
@@ -150,62 +162,73 @@ def _block_max(buf, tid, nt, v):
     return buf[0]
 
 
-@cuda.jit
-def _softmax(x, y, log):
-    r = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    K = x.shape[1]
-    buf = cuda.shared.array(RED_TPB, float64)
-    m = -math.inf
-    for k in range(tid, K, nt):
-        m = _nanmax(m, float64(x[r, k]))
-    m = _block_max(buf, tid, nt, m)
-    acc = 0.0
-    for k in range(tid, K, nt):
-        acc += math.exp(x[r, k] - m)
-    tot = block_sum(buf, tid, nt, acc)
-    if log:
-        ls = math.log(tot)
-        for k in range(tid, K, nt):
-            y[r, k] = x[r, k] - m - ls
-    else:
-        for k in range(tid, K, nt):
-            y[r, k] = math.exp(x[r, k] - m) / tot
+@functools.cache
+def _softmax_kernels(dtype):
+    """Row softmax for one float dtype: the max and the exponentials in the tensor's precision, the row sums
+    accumulated in float64 (shared memory), then one rounding of 1/sum (or log sum) per row."""
+    f = np.dtype(dtype).type
+    ft = numba.from_dtype(np.dtype(dtype))
+    ninf = f(-np.inf)
+    one = 1.0
 
+    @cuda.jit
+    def forward(x, y, log):
+        r = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        K = x.shape[1]
+        buf = cuda.shared.array(RED_TPB, float64)
+        m = ninf
+        for k in range(tid, K, nt):
+            m = _nanmax(m, x[r, k])
+        m = ft(_block_max(buf, tid, nt, float64(m)))
+        acc = 0.0
+        for k in range(tid, K, nt):
+            acc += math.exp(x[r, k] - m)
+        tot = block_sum(buf, tid, nt, acc)
+        if log:
+            ls = ft(math.log(tot))
+            for k in range(tid, K, nt):
+                y[r, k] = x[r, k] - m - ls
+        else:
+            inv = ft(one / tot)
+            for k in range(tid, K, nt):
+                y[r, k] = math.exp(x[r, k] - m) * inv
 
-@cuda.jit
-def _softmax_backward(gy, y, gx, log):
-    r = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    K = y.shape[1]
-    buf = cuda.shared.array(RED_TPB, float64)
-    acc = 0.0
-    for k in range(tid, K, nt):
-        if log:
-            acc += gy[r, k]
-        else:
-            acc += gy[r, k] * y[r, k]
-    tot = block_sum(buf, tid, nt, acc)
-    for k in range(tid, K, nt):
-        if log:
-            gx[r, k] = gy[r, k] - math.exp(y[r, k]) * tot
-        else:
-            gx[r, k] = y[r, k] * (gy[r, k] - tot)
+    @cuda.jit
+    def backward(gy, y, gx, log):
+        r = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        K = y.shape[1]
+        buf = cuda.shared.array(RED_TPB, float64)
+        acc = 0.0
+        for k in range(tid, K, nt):
+            if log:
+                acc += gy[r, k]
+            else:
+                acc += gy[r, k] * y[r, k]
+        tot = ft(block_sum(buf, tid, nt, acc))
+        for k in range(tid, K, nt):
+            if log:
+                gx[r, k] = gy[r, k] - math.exp(y[r, k]) * tot
+            else:
+                gx[r, k] = y[r, k] * (gy[r, k] - tot)
+
+    return forward, backward
 
 
 def softmax_forward(x, log):
     y = empty(x.shape, x.dtype)
     if x.size:
-        _softmax[int(x.shape[0]), red_threads(x.shape[1])](x, y, bool(log))
+        _softmax_kernels(x.dtype)[0][int(x.shape[0]), red_threads(x.shape[1])](x, y, bool(log))
     return y
 
 
 def softmax_backward(gy, y, log):
     gx = empty(gy.shape, gy.dtype)
     if gy.size:
-        _softmax_backward[int(y.shape[0]), red_threads(y.shape[1])](gy, y, gx, bool(log))
+        _softmax_kernels(gy.dtype)[1][int(y.shape[0]), red_threads(y.shape[1])](gy, y, gx, bool(log))
     return gx
 
 

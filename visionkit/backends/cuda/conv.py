@@ -11,14 +11,30 @@ column entries that read it), so it needs no atomics; the weight gradient sums p
 with a reduction kernel instead of racing on gw.
 
 Thin layers (depthwise, LeNet's 1-channel input, < 4 outputs per group), where a GEMM tile would be mostly
-empty: one thread per output (forward) or per input pixel (backward input, a gather), and one block per
-weight element reducing over (n, oh, ow) in shared memory (backward weight).
+empty: one thread per output (forward) or per input pixel (backward input, a gather), and a two-stage
+reduction for the weight gradient: blocks over (weight element, chunk of (n, oh, ow)) write float64 partials
+that a second small kernel adds up (tensor.red_plan), so few weights and a large batch still fill the GPU.
+
+The backward passes take OH, OW from gy, never from x_shape: x_shape may be larger than the forward needs.
+The stride-1 input gradient stays GEMM + col2im gather here (the CPU twin recasts it as a forward conv with
+the flipped kernel to reuse its L2 tiling; on the GPU both are one GEMM plus one coalesced memory pass, and
+the flip would cost an extra kernel and buffer for the flipped weights).
 """
 
+import numpy as np
 from numba import cuda, float64
 
 from . import gemm as _g
-from .tensor import RED_TPB, block_sum, empty, grid1d, red_threads, zero_of
+from .tensor import (
+    RED_TPB,
+    block_sum,
+    empty,
+    finish_sums,
+    grid1d,
+    red_plan,
+    red_threads,
+    zero_of,
+)
 
 # same switch as the CPU twin: fewer GEMM terms per output than this, or fewer outputs per group, go direct
 DIRECT_MAX_TERMS = 32
@@ -34,11 +50,18 @@ def _use_direct(cg, kh, kw, og):
     return cg * kh * kw < DIRECT_MAX_TERMS or og < 4
 
 
-def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
+def _geometry(x_shape, w_shape, stride, pads, dilation, groups, y_shape=None):
+    """Sizes of a conv. The backward passes take OH, OW from the gradient (y_shape), as the CPU twin: x may be
+    larger than the forward needs (conv_transpose2d's output_padding, even >= stride when dilation > stride)."""
     N, C, H, W = (int(v) for v in x_shape)
     O, Cg, KH, KW = (int(v) for v in w_shape)
-    OH = out_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
-    OW = out_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
+    if y_shape is not None:
+        if (int(y_shape[0]), int(y_shape[1])) != (N, O):
+            raise ValueError(f"conv2d backward: grad_out has shape {tuple(y_shape)}, expected ({N}, {O}, ...)")
+        OH, OW = int(y_shape[2]), int(y_shape[3])
+    else:
+        OH = out_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
+        OW = out_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
     return N, C, H, W, O, Cg, KH, KW, OH, OW, O // groups
 
 
@@ -201,14 +224,17 @@ def _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups, zero):
 
 
 @cuda.jit
-def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
-    """One block per weight element; its threads stride over (n, oh, ow) and reduce in shared memory."""
+def _direct_backward_weight(x, gy, KH, KW, length, part, sh, sw, pt, pl, dh, dw, groups):
+    """First stage of a two-stage reduction: block (e, k) sums weight element e's terms over items
+    k*length .. (k+1)*length-1 of the (n, oh, ow) walk into part[e, k] (float64); tensor.finish_sums adds them.
+    Thin layers have few weights, so one block per weight alone would leave most of the GPU idle."""
     e = cuda.blockIdx.x
+    k = cuda.blockIdx.y
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
-    O, Cg, KH, KW = gw.shape[0], gw.shape[1], gw.shape[2], gw.shape[3]
-    N, H, W = x.shape[0], x.shape[2], x.shape[3]
-    OH, OW = gy.shape[2], gy.shape[3]
+    H, W = x.shape[2], x.shape[3]
+    O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    Cg = x.shape[1] // groups
     j = e % KW
     u = e // KW
     i = u % KH
@@ -218,7 +244,7 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
     ci = (o // (O // groups)) * Cg + c
     P = OH * OW
     acc = 0.0
-    for q in range(tid, N * P, nt):
+    for q in range(k * length + tid, min((k + 1) * length, gy.shape[0] * P), nt):
         n = q // P
         p = q - n * P
         oh = p // OW
@@ -230,7 +256,7 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
     buf = cuda.shared.array(RED_TPB, float64)
     tot = block_sum(buf, tid, nt, acc)
     if tid == 0:
-        gw[o, c, i, j] = tot
+        part[e, k] = tot
 
 
 # ----------------------------------------------------------------------------------------------- the contract
@@ -264,9 +290,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
 
 
 def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
-    N, C, H, W, O, Cg, KH, KW, OH, OW, Og = _geometry(x_shape, w.shape, stride, pads, dilation, groups)
-    if tuple(gy.shape) != (N, O, OH, OW):
-        raise ValueError(f"conv2d backward: grad_out has shape {tuple(gy.shape)}, expected {(N, O, OH, OW)}")
+    N, C, H, W, O, Cg, KH, KW, OH, OW, Og = _geometry(x_shape, w.shape, stride, pads, dilation, groups, gy.shape)
     sh, sw = (int(v) for v in stride)
     dh, dw = (int(v) for v in dilation)
     pt, pl = int(pads[0]), int(pads[2])
@@ -293,7 +317,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
 
 
 def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
-    N, C, _, _, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w_shape, stride, pads, dilation, groups)
+    N, C, _, _, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w_shape, stride, pads, dilation, groups, gy.shape)
     sh, sw = (int(v) for v in stride)
     dh, dw = (int(v) for v in dilation)
     pt, pl = int(pads[0]), int(pads[2])
@@ -301,7 +325,11 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
     if gw.size == 0:
         return gw
     if _use_direct(Cg, KH, KW, Og):
-        _direct_backward_weight[gw.size, red_threads(N * OH * OW)](x, gy, gw, sh, sw, pt, pl, dh, dw, int(groups))
+        k, length = red_plan(N * OH * OW)
+        part = empty((gw.size, k), np.float64)
+        _direct_backward_weight[(gw.size, k), red_threads(length)](x, gy, KH, KW, length, part, sh, sw, pt, pl, dh, dw,
+                                                                    int(groups))
+        finish_sums(part, gw.reshape(gw.size))
         return gw
     K, P, R = Cg * KH * KW, OH * OW, C * KH * KW
     nb = _chunk(N, R, P, x.dtype.itemsize, groups)

@@ -6,6 +6,17 @@ overlap its neighbours' in cache), and race-free backward passes:
 - channel-max backward is a gather too (an input channel belongs to exactly one output channel);
 - max / adaptive-max backward receives only the argmax indices (no window geometry), so several outputs may
   name the same input pixel: it scatters with ``cuda.atomic.add`` into a zeroed gradient.
+
+Why the max backward keeps its atomics, and when they are deterministic anyway: a gather would need to know
+which outputs' windows cover a pixel, and the contract's ``max_pool2d_backward(gy, idx, x_shape)`` carries no
+kernel, stride, padding or dilation (it also serves adaptive max pooling, whose bins have no fixed stride), so
+idx alone cannot be inverted cheaply. The result is nevertheless bitwise deterministic whenever at most two
+outputs name the same pixel, because 0 + a = a exactly and a + b = b + a: that covers every non-overlapping
+pool (stride >= dilated kernel extent, e.g. the common 2x2/stride-2), where each pixel has at most one
+contributor, and any 1-D-overlap-by-one case. Run-to-run variation in the last bits is possible only when
+three or more overlapping windows pick the same pixel (e.g. 3x3 stride 1 or 2 over a local maximum).
+A deterministic gather for those would need the geometry in the contract (then: each pixel walks the output
+range covering it, as ``_avg_backward`` does, and adds gy where idx names it, in a fixed order).
 """
 
 import math

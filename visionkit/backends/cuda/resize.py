@@ -1,8 +1,9 @@
 """CUDA interpolation (nearest, bilinear) with PyTorch's coordinate rules, as the backend contract states.
 
-Source coordinates are computed in the input's precision (float32 for float32 input, as PyTorch and the CPU
-twin do), so edge cases with non-integer scales pick the same source pixels on both backends; the kernels are
-therefore built per dtype.
+Source coordinates and weights are computed in the input's precision (float32 for float32 input, as PyTorch
+and the CPU twin do), so edge cases with non-integer scales pick the same source pixels on both backends, and a
+float32 kernel does no float64 arithmetic per pixel; the kernels are therefore built per dtype. Only
+``_range`` (once per thread, a superset of the outputs to visit) works in float64.
 
 Forward: one thread per output pixel. Backward is a race-free gather: each thread owns one input pixel, walks
 the short range of output rows and columns that can read it (a float64 superset), recomputes their source
@@ -25,6 +26,7 @@ def _kernels(dtype):
     ft = numba.from_dtype(np.dtype(dtype))
     half = np.dtype(dtype).type(0.5)
     fzero = np.dtype(dtype).type(0)
+    fone = np.dtype(dtype).type(1)
 
     @cuda.jit(device=True, inline=True)
     def coord(dst, n_in, n_out, mode, align, scale):
@@ -38,7 +40,7 @@ def _kernels(dtype):
                 i = int(math.floor(ft(dst) * scale))
                 if i > n_in - 1:
                     i = n_in - 1
-            return i, i, 1.0, 0.0
+            return i, i, fone, fzero
         if align:
             src = ft(dst) * scale
         else:
@@ -50,12 +52,12 @@ def _kernels(dtype):
             i0 = n_in - 1
         i1 = i0 + 1 if i0 < n_in - 1 else i0
         l1 = src - ft(i0)
-        return i0, i1, 1.0 - l1, l1
+        return i0, i1, fone - l1, l1
 
     @cuda.jit(device=True, inline=True)
     def weight(dst, i, n_in, n_out, mode, align, scale):
         i0, i1, l0, l1 = coord(dst, n_in, n_out, mode, align, scale)
-        w = 0.0
+        w = fzero
         if i0 == i:
             w += l0
         if i1 == i:
@@ -101,11 +103,11 @@ def _kernels(dtype):
         acc = zero
         for oh in range(ohl, ohh + 1):
             wh = weight(oh, ih, H, OH, mode, align, sh)
-            if wh == 0.0:
+            if wh == fzero:
                 continue
             for ow in range(owl, owh + 1):
                 ww = weight(ow, iw, W, OW, mode, align, sw)
-                if ww != 0.0:
+                if ww != fzero:
                     acc += wh * ww * gy[n, c, oh, ow]
         gx[n, c, ih, iw] = acc
 

@@ -4,6 +4,11 @@ Every function takes and returns Numba device arrays; nothing is copied to the h
 Kernels are written once and specialised lazily by ``cuda.jit`` on the argument dtypes (float32 and float64).
 Accumulators start from a typed ``zero`` argument so a float32 kernel stays in float32 arithmetic; reductions
 accumulate in float64 (like the CPU twin) in shared memory.
+
+Reductions over a long axis (per-channel sums over N*H*W, batch-norm statistics, thin-conv weight gradients)
+are two-stage, so that a layer with few channels and a large batch still fills the GPU: the first kernel runs
+one block per (row, chunk of RED_CHUNK items) and writes a float64 partial per block, the second runs one
+block per row over its partials (``red_plan`` picks the chunks; ``finish_sums`` is the usual second stage).
 """
 
 import numpy as np
@@ -12,6 +17,10 @@ from numba import cuda, float64
 # threads per block for flat (1-D) launches, and for the per-channel reduction blocks
 TPB = 256
 RED_TPB = 256
+# items per first-stage block of a two-stage reduction (16 per thread at RED_TPB threads), and the most chunks
+# a row is cut into (gridDim.y <= 65535; more than a few thousand partials per row buys nothing)
+RED_CHUNK = 4096
+RED_MAX_CHUNKS = 4096
 
 
 # ----------------------------------------------------------------------------------------------- launch helpers
@@ -70,12 +79,14 @@ def zero_of(a):
 
 
 def to_device(a):
+    """numpy (or a scalar, list) -> a C-contiguous device array of the same dtype; device arrays pass through."""
     if isinstance(a, np.ndarray) or np.isscalar(a) or isinstance(a, (list, tuple)):
         return cuda.to_device(np.ascontiguousarray(a))
     return a
 
 
 def to_host(a):
+    """A device array -> numpy of the same dtype and shape; numpy passes through."""
     if isinstance(a, np.ndarray):
         return a
     return a.copy_to_host()
@@ -204,6 +215,29 @@ def add(a, b):
 
 
 @cuda.jit
+def _add_channel_bias(y3, b):
+    i = cuda.grid(1)
+    N, C, P = y3.shape
+    if i >= N * C * P:
+        return
+    p = i % P
+    u = i // P
+    c = u % C
+    n = u // C
+    y3[n, c, p] += b[c]
+
+
+def add_channel_bias(y, b):
+    """y[:, c, ...] += b[c], in place (any rank >= 2); returns y."""
+    if y.ndim < 2 or tuple(b.shape) != (y.shape[1],):
+        raise ValueError(f"add_channel_bias: bias of shape {tuple(b.shape)} for an array of shape {tuple(y.shape)}")
+    if y.size:
+        bl, t = grid1d(y.size)
+        _add_channel_bias[bl, t](_as3d(y), b)
+    return y
+
+
+@cuda.jit
 def _copy_channels(src, dst, c_src0, c_dst0, nc):
     """dst[n, c_dst0 + c, p] = src[n, c_src0 + c, p] for c < nc (3-D views (N, C, P))."""
     i = cuda.grid(1)
@@ -286,23 +320,6 @@ def block_sum(buf, tid, nt, v):
     return buf[0]
 
 
-@cuda.jit
-def _channel_sum(g3, out):
-    """One block per channel: a strided walk over (N, P), then a shared-memory block reduction (float64)."""
-    c = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    N, P = g3.shape[0], g3.shape[2]
-    acc = 0.0
-    for i in range(tid, N * P, nt):
-        n = i // P
-        acc += g3[n, c, i - n * P]
-    buf = cuda.shared.array(RED_TPB, float64)
-    tot = block_sum(buf, tid, nt, acc)
-    if tid == 0:
-        out[c] = tot
-
-
 def red_threads(m):
     """Threads for a one-block-per-row reduction over m items: a power of two in [32, RED_TPB]."""
     t = 32
@@ -311,10 +328,62 @@ def red_threads(m):
     return t
 
 
+def red_plan(m):
+    """(chunks, chunk length) for the first stage of a two-stage reduction over m >= 0 items: no empty chunk."""
+    m = int(m)
+    k = max(1, min(RED_MAX_CHUNKS, -(-m // RED_CHUNK)))
+    length = max(1, -(-m // k))
+    return max(1, -(-m // length)), length
+
+
+@cuda.jit
+def _finish_sums(part, out):
+    """Second stage: out[r] = sum_k part[r, k] (float64 partials), one block per row."""
+    r = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    acc = 0.0
+    for k in range(tid, part.shape[1], nt):
+        acc += part[r, k]
+    buf = cuda.shared.array(RED_TPB, float64)
+    tot = block_sum(buf, tid, nt, acc)
+    if tid == 0:
+        out[r] = tot
+
+
+def finish_sums(part, out):
+    """out (flat, rows of part) = row sums of the float64 partials ``part`` (rows, chunks)."""
+    if part.shape[0]:
+        _finish_sums[int(part.shape[0]), red_threads(part.shape[1])](part, out)
+    return out
+
+
+@cuda.jit
+def _channel_sum_part(g3, length, part):
+    """First stage: part[c, k] = sum of items k*length .. (k+1)*length-1 of channel c's (N, P) walk."""
+    c = cuda.blockIdx.x
+    k = cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    N, P = g3.shape[0], g3.shape[2]
+    q1 = min((k + 1) * length, N * P)
+    acc = 0.0
+    for q in range(k * length + tid, q1, nt):
+        n = q // P
+        acc += g3[n, c, q - n * P]
+    buf = cuda.shared.array(RED_TPB, float64)
+    tot = block_sum(buf, tid, nt, acc)
+    if tid == 0:
+        part[c, k] = tot
+
+
 def sum_except_channels(g):
     g3 = _as3d(g)
-    C = g3.shape[1]
+    C = int(g3.shape[1])
     out = empty((C,), g.dtype)
     if C:
-        _channel_sum[C, red_threads(g3.shape[0] * g3.shape[2])](g3, out)
+        k, length = red_plan(g3.shape[0] * g3.shape[2])
+        part = empty((C, k), np.float64)
+        _channel_sum_part[(C, k), red_threads(length)](g3, length, part)
+        finish_sums(part, out)
     return out

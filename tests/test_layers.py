@@ -8,7 +8,12 @@ import pytest
 import visionkit as vk
 from visionkit import layers as L
 from visionkit import ops
-from visionkit.layers.base import Layer, get_layer_class, layer_from_config, register_layer
+from visionkit.layers.base import (
+    Layer,
+    get_layer_class,
+    layer_from_config,
+    register_layer,
+)
 
 
 def rand(*shape, seed=0):
@@ -462,3 +467,184 @@ def test_layer_gradients_by_finite_differences(make):
         for _ in range(4):
             idx = tuple(rng.integers(0, s) for s in p.shape)
             np.testing.assert_allclose(p.grad[idx], numeric(p.value, idx), rtol=1e-5, atol=1e-7, err_msg=p.name)
+
+
+# ---------------------------------------------------------------------------------------------- review fixes
+
+
+def test_pool_shape_inference_uses_the_ops_geometry():
+    """MaxPool2D(2, ceil_mode=True) on a 1x7 input: torch gives (1, 1, 1, 4); the layer used to raise."""
+    y = L.MaxPool2D(2, ceil_mode=True)(np.zeros((1, 1, 1, 7), np.float32))
+    assert y.shape == (1, 1, 1, 4)
+    assert L.MaxPool2D(2, ceil_mode=True)(vk.Input((1, 1, 7))).shape == (None, 1, 1, 4)
+    # layer shape inference == what the ops produce, over a sweep (and both refuse the same inputs)
+    for h in range(1, 8):
+        for k in (1, 2, 3):
+            for s in (1, 2, 3):
+                for pad in ("valid", "same", 0, 1):
+                    if not isinstance(pad, str) and 2 * pad > k:
+                        continue
+                    for ceil in (False, True):
+                        layer = L.MaxPool2D(k, s, padding=pad, ceil_mode=ceil)
+                        try:
+                            want = ops.max_pool2d(np.zeros((1, 1, h, 5), np.float32), k, s, pad, 1, ceil).shape
+                        except ValueError:
+                            want = None
+                        if want is None:
+                            with pytest.raises(ValueError):
+                                layer(vk.Input((1, h, 5)))
+                        else:
+                            assert layer.compute_output_shape((1, h, 5)) == tuple(want[1:]), (h, k, s, pad, ceil)
+                for pad in ("valid", "same", 1):
+                    for d in (1, 2):
+                        conv = L.Conv2D(1, k, strides=s, padding=pad, dilation_rate=d, use_bias=False)
+                        try:
+                            want = ops.conv2d(
+                                np.zeros((1, 1, h, 6), np.float32), np.zeros((1, 1, k, k), np.float32), None, s,
+                                pad, d,
+                            ).shape
+                        except ValueError:
+                            want = None
+                        if want is None or min(want[2:]) < 1:
+                            with pytest.raises(ValueError):
+                                conv(vk.Input((1, h, 6)))
+                        else:
+                            assert conv.compute_output_shape((1, h, 6)) == tuple(want[1:]), (h, k, s, pad, d)
+
+
+def test_pool_ceil_mode_matches_torch():
+    torch = pytest.importorskip("torch")
+    for shape, k, s, p in [((1, 1, 1, 7), 2, 2, 0), ((1, 2, 5, 9), 3, 2, 1), ((1, 1, 6, 6), 2, 3, 1)]:
+        x = rand(*shape)
+        want = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=True).numpy()
+        layer = L.MaxPool2D(k, s, padding=p, ceil_mode=True)
+        np.testing.assert_array_equal(layer(x), want)
+        assert layer.compute_output_shape(shape[1:]) == want.shape[1:]
+
+
+def test_duplicated_geometry_helpers_are_gone():
+    import visionkit.layers.base as base
+
+    for name in ("window_out", "same_pads", "spatial_pads"):
+        assert not hasattr(base, name)
+
+
+def test_dtype_checks_name_the_layer():
+    d = L.Dense(2, name="dense_dtype")
+    with pytest.raises(ValueError, match=r"layer 'dense_dtype' \(Dense\).*float, int, uint or bool.*complex64"):
+        d(np.ones((1, 3), np.complex64))
+    with pytest.raises(ValueError, match=r"layer 'dense_dtype' \(Dense\).*got dtype <U1"):
+        d(np.array([["a", "b", "c"]]))
+    with pytest.raises(ValueError, match=r"layer 'dense_dtype'.*object"):
+        d(np.array([[None, 1, 2]], dtype=object))
+    for dt in (bool, np.int8, np.uint16, np.int64, np.float16, np.float64):
+        y = d(np.ones((1, 3), dt))
+        assert y.dtype == np.float32 and y.shape == (1, 2)
+    add = L.Add(name="add_dtype")
+    with pytest.raises(ValueError, match=r"layer 'add_dtype' \(Add\).*complex128"):
+        add([np.ones((1, 2)), np.ones((1, 2), np.complex128)])
+
+
+def test_eager_shape_errors_print_the_real_array_shape():
+    with pytest.raises(ValueError, match=r"rank 4 .*got shape \(1, 8, 8\)$") as e:
+        L.Conv2D(4, 3, name="conv_rank")(np.zeros((1, 8, 8), np.float32))
+    assert "None" not in str(e.value)
+    with pytest.raises(ValueError, match=r"got shape \(2, 5, 7\)"):
+        L.MaxPool2D(2)(np.zeros((2, 5, 7), np.float32))
+    with pytest.raises(ValueError, match=r"got shape \(3, 4, 2, 2\)"):
+        L.Dense(2)(np.zeros((3, 4, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"spatial size \(2, 2\)"):
+        L.Conv2D(1, 3)(np.zeros((1, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"\[\(1, 3\), \(1, 4\)\]"):
+        L.Add()([np.zeros((1, 3)), np.zeros((1, 4))])
+    # symbolic calls keep the Keras form with the batch as None
+    with pytest.raises(ValueError, match=r"got shape \(None, 8, 8\)"):
+        L.Conv2D(4, 3)(vk.Input((8, 8)))
+
+
+def test_eager_outputs_do_not_alias_the_input():
+    x = rand(2, 3, 4, 4)
+    for layer in (L.Flatten(), L.Dropout(0.5), L.Activation("linear"), L.Reshape((-1,))):
+        y = layer(x)
+        assert not np.shares_memory(y, x), layer
+
+
+def test_batchnormalization_is_keras_faithful():
+    bn = L.BatchNormalization()
+    assert bn.keras_momentum == 0.99 and bn.epsilon == 1e-3
+    assert bn.momentum == pytest.approx(0.01) and bn.torch_momentum == pytest.approx(0.01)
+    assert isinstance(bn, L.BatchNorm) and L.BatchNorm().momentum == 0.1
+    built(bn, (3, 4, 4))
+    assert [p.short_name for p in bn.parameters()] == ["gamma", "beta", "running_mean", "running_var"]
+    x = rand(8, 3, 4, 4) + 5.0
+    bn(x, training=True)
+    mean = x.mean(axis=(0, 2, 3))
+    var = x.var(axis=(0, 2, 3), ddof=1)  # PyTorch's unbiased rule (documented)
+    np.testing.assert_allclose(bn.running_mean.value, 0.01 * mean, rtol=1e-4)
+    np.testing.assert_allclose(bn.running_var.value, 0.99 + 0.01 * var, rtol=1e-4)
+    # inference: epsilon 1e-3 is used
+    y = bn(x)
+    rm, rv = bn.running_mean.value, bn.running_var.value
+    want = (x - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-3)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    # center / scale independently
+    assert [p.short_name for p in built(L.BatchNormalization(center=False), (3,)).parameters()] == [
+        "gamma", "running_mean", "running_var"
+    ]
+    assert [p.short_name for p in built(L.BatchNormalization(scale=False), (3,)).parameters()] == [
+        "beta", "running_mean", "running_var"
+    ]
+    b2 = L.BatchNormalization(momentum=0.9, epsilon=0.01, scale=False, name="bnk")
+    cfg = b2.get_config()
+    assert cfg["momentum"] == 0.9 and cfg["epsilon"] == 0.01 and cfg["scale"] is False and cfg["center"] is True
+    again = layer_from_config({"class_name": "BatchNormalization", "config": json.loads(json.dumps(cfg))})
+    assert type(again) is L.BatchNormalization and again.momentum == pytest.approx(0.1) and again.eps == 0.01
+    with pytest.raises(ValueError, match="momentum"):
+        L.BatchNormalization(momentum=1.5)
+
+
+def test_batchnormalization_matches_keras_formula_against_torch():
+    torch = pytest.importorskip("torch")
+    x = rand(6, 4, 3, 3)
+    bn = L.BatchNormalization(momentum=0.9, epsilon=1e-3)
+    tb = torch.nn.BatchNorm2d(4, eps=1e-3, momentum=0.1)
+    bn(x, training=True)
+    tb.train()(torch.from_numpy(x))
+    np.testing.assert_allclose(bn.running_mean.value, tb.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.value, tb.running_var.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_activation_params_are_checked():
+    with pytest.raises(ValueError, match=r"'alpha'.*leaky_relu.*negative_slope"):
+        L.Activation("leaky_relu", alpha=0.2)
+    with pytest.raises(ValueError, match="takes no parameters"):
+        L.Activation("relu", negative_slope=0.1)
+    with pytest.raises(ValueError, match="negative_slop"):
+        L.Activation("elu", negative_slop=0.1)
+    with pytest.raises(ValueError, match="must be a number"):
+        L.Activation("elu", alpha="big")
+    a = L.Activation("leaky_relu", negative_slope=0.2)
+    np.testing.assert_allclose(a(np.array([[-1.0, 2.0]], np.float32)), [[-0.2, 2.0]], rtol=1e-6)
+    again = layer_from_config({"class_name": "Activation", "config": a.get_config()})
+    assert again.params == {"negative_slope": 0.2}
+    assert L.Activation("softmax", dim=1).params == {"dim": 1}
+
+
+def test_maxpool_without_a_tape_asks_for_no_indices(monkeypatch):
+    calls = []
+    real = ops.max_pool2d
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("return_indices"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "max_pool2d", spy)
+    x = rand(2, 3, 8, 8)
+    pool = L.MaxPool2D(2)
+    y = pool(x)  # eager: nobody can backprop through it
+    y2, ctx = pool.forward(x)  # the layer protocol records by default
+    with L.no_tape():
+        y3, ctx3 = pool.forward(x)
+    assert calls == [False, True, False] and ctx is not None and ctx3 is None
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(y, y3)

@@ -203,3 +203,169 @@ def test_load_weights_into_an_existing_model(tmp_path):
     b.load_weights(tmp_path / "a.vk")
     for p, q in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(ops.to_numpy(p.value), ops.to_numpy(q.value))
+
+
+# ---------------------------------------------------------------------------------------------- review fixes
+
+
+def _write_model_file(path, config, tensors, class_name="Sequential"):
+    header = {"format": "visionkit", "format_version": 1, "class_name": class_name, "config": config}
+    save_file(tensors, str(path), metadata={"visionkit": json.dumps(header)})
+
+
+def test_hostile_header_allocates_nothing(tmp_path):
+    """A tiny file whose config declares a huge layer is refused before any weight is allocated or drawn."""
+    import tracemalloc
+
+    cfg = {
+        "name": "huge",
+        "input_shape": [100000],
+        "layers": [{"class_name": "Dense", "config": {"units": 1000000, "name": "big"}}],
+    }
+    path = tmp_path / "huge.vk"
+    _write_model_file(path, cfg, {"big/kernel": np.zeros((2, 2), np.float32), "big/bias": np.zeros(2, np.float32)})
+    assert os.path.getsize(path) < 2048
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"huge\.vk.*'big'.*kernel.*\(1000000, 100000\).*\(2, 2\)"):
+            vk.load_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20  # the 400 GB kernel was never allocated
+
+
+def test_loading_draws_no_random_weights(tmp_path, monkeypatch):
+    from visionkit.layers import initializers
+
+    model = small_cnn(seed=3)
+    model.save(tmp_path / "m.vk")
+
+    def boom(*a, **k):
+        raise AssertionError("an initializer ran during load_model")
+
+    monkeypatch.setattr(initializers, "get", boom)
+    loaded = vk.load_model(tmp_path / "m.vk")
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
+        assert b.value.dtype == np.float32 and b.value.flags.c_contiguous
+
+
+def test_tensors_larger_than_the_file_are_refused(tmp_path):
+    """A hand-made safetensors header declaring 4 GB of data in a 200-byte file."""
+    header = {
+        "big/kernel": {"dtype": "F32", "shape": [1000000000], "data_offsets": [0, 4000000000]},
+        "__metadata__": {"visionkit": json.dumps({"format": "visionkit", "format_version": 1, "config": {}})},
+    }
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path = tmp_path / "liar.vk"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 16)
+    with pytest.raises(ValueError, match=r"liar\.vk"):
+        vk.load_model(path)
+    with pytest.raises(ValueError, match=r"liar\.vk"):
+        small_cnn().load_weights(path)
+
+
+@pytest.mark.parametrize(
+    "config, class_name, problem",
+    [
+        # a node whose inbound reference is too short: IndexError
+        ({"name": "m", "layers": [{"class_name": "InputLayer", "config": {"name": "i", "shape": [3]}},
+                                  {"class_name": "Dense", "config": {"units": 2, "name": "d"}}],
+          "nodes": [{"layer": "d", "inbound": [["i"]]}], "inputs": [["i", 0]], "outputs": [["d", 0]]},
+         "Model", "IndexError"),
+        # a node given as a string: AttributeError / TypeError
+        ({"name": "m", "layers": [{"class_name": "InputLayer", "config": {"name": "i", "shape": [3]}}],
+          "nodes": ["d"], "inputs": [["i", 0]], "outputs": [["i", 0]]}, "Model", "Error"),
+        # layer config of the wrong type
+        ({"name": "m", "layers": [{"class_name": "Dense", "config": {"units": "many"}}], "input_shape": [3]},
+         "Sequential", "Error"),
+        # layers is not a list
+        ({"name": "m", "layers": 7, "input_shape": [3]}, "Sequential", "TypeError"),
+        # a class that is not a model
+        ({"units": 3}, "Dense", "not a model class"),
+    ],
+)
+def test_corrupt_configs_are_reported_with_the_file(tmp_path, config, class_name, problem):
+    path = tmp_path / "corrupt.vk"
+    _write_model_file(path, config, {"x": np.zeros(1, np.float32)}, class_name=class_name)
+    with pytest.raises(ValueError, match=rf"corrupt\.vk: cannot rebuild the architecture .*{problem}"):
+        vk.load_model(path)
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_runaway_nesting_is_reported_with_the_file(tmp_path, depth):
+    """Sequential in Sequential in ...: 300 levels build (then the weights don't match), 5000 overflow the JSON
+    parser's recursion."""
+    head = '{"class_name": "Sequential", "config": {"name": null, "input_shape": [2], "layers": ['
+    inner = head * (depth - 1) + '{"class_name": "Dense", "config": {"units": 2}}' + "]}}" * (depth - 1)
+    text = (
+        '{"format": "visionkit", "format_version": 1, "class_name": "Sequential", "config": '
+        '{"name": null, "input_shape": [2], "layers": [' + inner + "]}}"
+    )
+    path = tmp_path / "deep.vk"
+    save_file({"x": np.zeros(1, np.float32)}, str(path), metadata={"visionkit": text})
+    problem = "corrupt visionkit metadata .*nested too deeply" if depth > 1000 else "the file lacks weight"
+    with pytest.raises(ValueError, match=r"deep\.vk: " + problem):
+        vk.load_model(path)
+
+
+@pytest.mark.parametrize("error", [RecursionError, IndexError, AttributeError, KeyError, TypeError])
+def test_from_config_errors_become_value_errors_naming_the_file(tmp_path, error):
+    class Exploding(Layer):
+        @classmethod
+        def from_config(cls, config):
+            raise error("boom")
+
+    cfg = {"name": "m", "layers": [{"class_name": "Exploding", "config": {}}], "input_shape": [3]}
+    path = tmp_path / "explodes.vk"
+    _write_model_file(path, cfg, {"x": np.zeros(1, np.float32)})
+    want = "config nested too deeply" if error is RecursionError else error.__name__
+    with pytest.raises(ValueError, match=rf"explodes\.vk: cannot rebuild the architecture \({want}"):
+        vk.load_model(path, custom_objects={"Exploding": Exploding})
+
+
+def test_loaded_names_advance_the_automatic_names(tmp_path):
+    vk.reset_names()
+    model = vk.Sequential([L.Conv2D(2, 3, input_shape=(1, 6, 6)), L.Conv2D(2, 3), L.Flatten(), L.Dense(2)])
+    assert [layer.name for layer in model.layers] == ["conv2d", "conv2d_1", "flatten", "dense"]
+    model.save(tmp_path / "names.vk")
+    vk.reset_names()  # a new session
+    loaded = vk.load_model(tmp_path / "names.vk")
+    taken = {layer.name for layer in loaded.layers} | {loaded.name}
+    fresh = [L.Conv2D(2, 3), L.Dense(2), L.Flatten(), vk.Sequential([L.Dense(1)])]
+    assert [f.name for f in fresh] == ["conv2d_2", "dense_1", "flatten_1", "sequential_1"]
+    assert not taken & {f.name for f in fresh}
+    # and the new layers combine with the loaded model without a name clash
+    inp = vk.Input((1, 6, 6))
+    vk.Model(inp, fresh[1](fresh[2](fresh[0](inp))))
+
+
+def named_init(shape, fans, rng):
+    return np.full(shape, 0.5, np.float32)
+
+
+def test_callable_initializers_and_save(tmp_path):
+    ok = vk.Sequential([L.Dense(2, kernel_initializer=named_init, input_shape=(3,), name="d_named")])
+    np.testing.assert_array_equal(ok.layers[0].kernel.value, 0.5)
+    ok.save(tmp_path / "named.vk")
+    cfg = json.loads(_read(tmp_path / "named.vk")[0]["visionkit"])["config"]
+    assert cfg["layers"][0]["config"]["kernel_initializer"] == "named_init"
+    loaded = vk.load_model(tmp_path / "named.vk")  # weights come from the file: the name need not be known
+    np.testing.assert_array_equal(loaded.layers[0].kernel.value, 0.5)
+
+    bad = vk.Sequential([L.Dense(2, bias_initializer=lambda s, f, r: np.ones(s, np.float32), input_shape=(3,),
+                                 name="d_lambda")])
+    with pytest.raises(ValueError, match=r"layer 'd_lambda'.*bias_initializer.*without a name"):
+        bad.save(tmp_path / "lambda.vk")
+    assert not (tmp_path / "lambda.vk").exists()
+    with pytest.raises(ValueError, match="unknown initializer"):
+        L.Dense(2, kernel_initializer="glorot_unifrom")
+
+
+def test_load_model_device_argument(tmp_path):
+    small_cnn().save(tmp_path / "d.vk")
+    assert vk.load_model(tmp_path / "d.vk", device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        vk.load_model(tmp_path / "d.vk", device="tpu")

@@ -9,12 +9,17 @@
 
     y = model(x)                     # numpy in (float64 / non-contiguous accepted), numpy out; a list for 2+ outputs
     gx = model.backward(grad_y)      # gradient w.r.t. the input(s); fills every trainable Parameter.grad
+    p = model.predict(x)             # inference only: no tape kept, faster kernels (index-free max-pool)
 
 Running a graph: nodes run in topological order, each layer's ``forward`` returns ``(y, ctx)``; the ctxs of the
 last call are kept so ``backward`` can walk the nodes in reverse, summing the gradients of tensors consumed by
 several nodes (skip connections) and letting shared layers accumulate their parameter gradients.
 
+The arrays a model returns on the host path are its own: they never share memory with the input or with what the
+tape keeps for backward, so ``y -= t`` on an output cannot change a later ``backward``.
+
 A Model is itself a Layer: it can be called on a symbolic tensor inside a bigger model (one output).
+Sequential (``visionkit.sequential``) and InputLayer / Input (``visionkit.input_layer``) are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,60 +30,21 @@ import numpy as np
 
 from . import ops
 from .device import is_device_array, resolve_device
+from .input_layer import Input, InputLayer
 from .layers.base import (
     Layer,
-    Node,
     SymbolicTensor,
     as_input_array,
     fmt_shape,
     is_symbolic,
     layer_from_config,
+    no_tape,
+    profile,
+    recording,
     register_layer,
-    unique_name,
 )
 
-# --------------------------------------------------------------------------------------------------------------
-# inputs
-
-
-@register_layer
-class InputLayer(Layer):
-    """The source of a graph: holds the shape (batch excluded) of one model input; ``vk.Input`` makes one."""
-
-    def __init__(self, shape, name=None, trainable=True):
-        super().__init__(name=name if name is not None else unique_name("input_layer"), trainable=trainable)
-        if isinstance(shape, int):
-            shape = (shape,)
-        self.shape = tuple(None if d is None else int(d) for d in shape)
-        if any(d is not None and d < 1 for d in self.shape):
-            raise ValueError(f"input {self.name!r}: bad shape {shape!r}")
-        self.built = True
-        self.built_input_shape = self.shape
-        node = Node(self, [], False)
-        self._nodes.append(node)
-        node.outputs.append(SymbolicTensor((None,) + self.shape, node, 0))
-
-    @property
-    def output(self):
-        return self._nodes[0].outputs[0]
-
-    def compute_output_shape(self, input_shape):
-        return self.shape
-
-    def forward(self, x, training=False):
-        return x, None
-
-    def backward(self, grad_out, ctx):
-        return grad_out
-
-    def get_config(self):
-        return {"name": self.name, "shape": list(self.shape)}
-
-
-def Input(shape, name=None):
-    """A symbolic model input of ``shape`` without the batch, e.g. ``Input((3, 224, 224))``; None for any size."""
-    return InputLayer(shape, name=name).output
-
+__all__ = ["Model", "Sequential", "Input", "InputLayer", "node_shapes"]
 
 # --------------------------------------------------------------------------------------------------------------
 # the graph model
@@ -92,21 +58,59 @@ def _is_array(v):
     return isinstance(v, np.ndarray) or is_device_array(v)
 
 
+def _arrays_in(obj, depth=0):
+    """Every numpy array inside a ctx (nested tuples / lists / dicts)."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif depth < 32 and isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _arrays_in(o, depth + 1)
+    elif depth < 32 and isinstance(obj, dict):
+        for o in obj.values():
+            yield from _arrays_in(o, depth + 1)
+
+
+def _independent(outs, kept):
+    """Copy each numpy output that may share memory with an array in ``kept`` or with an earlier output."""
+    kept = [a for a in kept if isinstance(a, np.ndarray)]
+    result = []
+    for o in outs:
+        if isinstance(o, np.ndarray) and any(np.may_share_memory(o, a) for a in kept):
+            o = o.copy()
+        result.append(o)
+        kept.append(o)
+    return result
+
+
 @register_layer
 class Model(Layer):
-    """A graph of layers from ``inputs`` to ``outputs`` (symbolic tensors). ``seed`` redraws every weight from
-    ``numpy.random.default_rng(seed)`` in graph order, so two models built with the same seed are identical."""
+    """A graph of layers from ``inputs`` to ``outputs`` (symbolic tensors).
+
+    ``Model(inputs, outputs, name=None, seed=None, trainable=True, device="cpu")``: ``seed`` redraws every weight
+    from ``numpy.random.default_rng(seed)`` in graph order, so two models built with the same seed are identical;
+    ``trainable=False`` freezes every layer of the graph; ``device`` ("cpu" | "cuda" | "auto") moves the
+    parameters there (``model.to(device)``).
+    """
 
     _from_config_takes_custom_objects = True
 
-    def __init__(self, inputs, outputs, name=None, seed=None, trainable=True):
-        super().__init__(name=name, trainable=trainable)
+    def __init__(self, inputs, outputs, name=None, seed=None, trainable=True, device="cpu"):
+        super().__init__(name=name, trainable=True)
         self.metadata = {}
         self.device = "cpu"
         self._last = None
         self._init_graph(inputs, outputs)
         if seed is not None:
             self.initialize(np.random.default_rng(seed))
+        self._finish_init(trainable, device)
+
+    def _finish_init(self, trainable, device):
+        """Apply the constructor's ``trainable`` and ``device`` once the layers are attached."""
+        if not trainable:
+            self.trainable = False  # propagates to every layer (the setter)
+        dev = resolve_device(device)
+        if dev != self.device:
+            self.to(dev)
 
     # ---- graph construction -----------------------------------------------------------------------------------
     def _init_graph(self, inputs, outputs):
@@ -184,9 +188,14 @@ class Model(Layer):
 
     @trainable.setter
     def trainable(self, flag):
+        """Setting it sets every layer's flag too (Keras): False freezes the whole model, True unfreezes it."""
         self._trainable = bool(flag)
-        for layer in getattr(self, "_seq", None) or getattr(self, "_graph_layers", ()):
-            layer.trainable = flag
+        for layer in self._member_layers():
+            if not isinstance(layer, InputLayer):
+                layer.trainable = flag
+
+    def _member_layers(self):
+        return getattr(self, "_graph_layers", ())
 
     def compute_output_shape(self, input_shape):
         if self._multi_out:
@@ -204,8 +213,20 @@ class Model(Layer):
 
     def forward(self, x, training=False):
         xs = list(x) if self._multi_in else [x]
-        outs, tape = self._run(xs, training, keep=True)
+        outs, tape = self._run(xs, training, keep=recording())
         return (outs if self._multi_out else outs[0]), tape
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """A nested model: its own activation figures (see visionkit.summary) less its inputs and outputs."""
+        from .summary import activation_memory
+
+        infer, train = activation_memory(self, batch=1)
+        io = activation_memory(self, batch=1, io_only=True)
+        if infer is None or train is None or io is None:
+            return profile(keeps_input=True, keeps_output=True, extra=None, transient=None)
+        return profile(
+            keeps_input=True, keeps_output=True, extra=max(train - io, 0), transient=max(infer - io, 0)
+        )
 
     def count_macs(self, input_shape, output_shape):
         total = 0
@@ -237,6 +258,10 @@ class Model(Layer):
 
     # ---- running ----------------------------------------------------------------------------------------------
     def _run(self, xs, training, keep=True):
+        """Run the graph; with ``keep`` False inside ``no_tape()`` (layers skip what backward needs)."""
+        if not keep and recording():
+            with no_tape():
+                return self._run(xs, training, keep=False)
         order, inbound = self._order, self._inbound
         vals = [None] * len(order)
         tape = [None] * len(order) if keep else None
@@ -292,7 +317,8 @@ class Model(Layer):
         """Backpropagate.
 
         ``model.backward(grad)``: ``grad`` holds one array per output (a list for several outputs; None for an
-        output that gets no gradient). Uses the activations of the last call (training or not), zeroes every
+        output that gets no gradient). Uses the tape of the last ``model(x)`` call (training or not; a call with
+        ``keep_tape=False`` keeps none, and ``predict`` leaves the last tape alone), zeroes every
         parameter's grad first, fills the grad of every trainable parameter (zeros where no gradient reached it),
         and returns the gradient w.r.t. the input (a list for several inputs).
 
@@ -304,6 +330,11 @@ class Model(Layer):
             gins = self._backward(grads, ctx)
             return gins if self._multi_in else gins[0]
         if self._last is None:
+            if getattr(self, "_last_untaped", False):
+                raise RuntimeError(
+                    f"model {self.name!r}: the last call kept no tape (keep_tape=False or predict); call "
+                    "model(x) (or model(x, training=True)) before backward()"
+                )
             raise RuntimeError(f"model {self.name!r}: call the model on a batch before backward()")
         ctx, out_shapes, to_host = self._last
         grads = _as_list(grad_out) if self._multi_out else [grad_out]
@@ -350,21 +381,26 @@ class Model(Layer):
             if n != 1:
                 raise ValueError(f"model {self.name!r} takes {n} inputs (a list), got one array")
             xs = [inputs]
-        xs = [as_input_array(x) for x in xs]
+        conv = []
         for t, x in zip(self.inputs, xs):
+            conv.append(as_input_array(x, self._input_who(t)))
+        for t, x in zip(self.inputs, conv):
             self._check_array(t, x)
-        return xs
+        return conv
 
-    def _check_array(self, t, x):
-        want = t.shape[1:]
-        got = tuple(x.shape)
+    def _input_who(self, t):
         consumers = [n.layer for n in self._order if any(u is t for u in n.inbound)]
         who = (
             f"layer {consumers[0].name!r} ({type(consumers[0]).__name__})"
             if consumers
             else f"input {t.node.layer.name!r}"
         )
-        where = f"model {self.name!r}: {who}"
+        return f"model {self.name!r}: {who}"
+
+    def _check_array(self, t, x):
+        want = t.shape[1:]
+        got = tuple(x.shape)
+        where = self._input_who(t)
         expect = "(N, " + ", ".join("?" if d is None else str(d) for d in want) + ")"
         if len(got) != len(want) + 1:
             raise ValueError(f"{where} expects a {len(want) + 1}-D input {expect}, got an array of shape {got}")
@@ -375,39 +411,77 @@ class Model(Layer):
         if any(a is not None and a != b for a, b in zip(want, got[1:])):
             raise ValueError(f"{where} expects input of shape {expect}, got an array of shape {got}")
 
-    def __call__(self, inputs, training=False):
+    def _maybe_build(self, inputs):
+        """Hook for models built on their first call (Sequential without an input shape)."""
+
+    def __call__(self, inputs, training=False, keep_tape=True):
         """Run the model: ``model(x)`` -> output array (a list for several outputs).
 
-        numpy inputs of any float dtype or layout are converted to contiguous float32; on a CUDA model they are
-        copied to the GPU once and the outputs come back as numpy, unless the input was a device array already.
+        numpy inputs of any real dtype (float, int, uint, bool) or layout are converted to contiguous float32; on
+        a CUDA model they are copied to the GPU once and the outputs come back as numpy, unless the input was a
+        device array already (then the outputs are device arrays, not copied). Numpy outputs never share memory
+        with the input or the tape.
+
+        ``training``   True: training behaviour (dropout active, BatchNorm on batch statistics).
+        ``keep_tape``  True (default, also with training=False): keep what backward needs, so ``backward`` can
+                       follow, e.g. a saliency map (the gradient w.r.t. the input) of a model in inference mode.
+                       False: run like ``predict`` (no tape, index-free max-pool); ``backward`` then raises.
         Called on a symbolic tensor, the model becomes a layer of a bigger graph.
         """
         if is_symbolic(inputs):
             return Layer.__call__(self, inputs)
+        self._maybe_build(inputs)
         xs = self._prepare_inputs(inputs)
         to_host = not any(is_device_array(x) for x in xs)
         if self.device != "cpu":
             xs = [x if is_device_array(x) else ops.to_device(x, self.device) for x in xs]
-        outs, ctx = self._run(xs, training, keep=True)
-        self._last = (ctx, [tuple(o.shape) for o in outs], to_host)
+        keep = bool(keep_tape)
+        self._last = None
+        outs, ctx = self._run(xs, training, keep=keep)
+        if keep:
+            self._last = (ctx, [tuple(o.shape) for o in outs], to_host)
+        self._last_untaped = not keep
         if to_host:
             outs = [ops.to_numpy(o) for o in outs]
+            originals = inputs if isinstance(inputs, (list, tuple)) else (
+                list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+            )
+            kept = list(xs) + list(originals)
+            if keep:
+                kept += list(_arrays_in(ctx[0]))
+            outs = _independent(outs, kept)
         return outs if self._multi_out else outs[0]
 
     def predict(self, x, batch_size=32):
-        """Inference in batches of ``batch_size`` without keeping anything for backward; numpy out."""
+        """Inference in batches of ``batch_size``; numpy out (a list for several outputs).
+
+        Runs without a tape (nothing kept for backward, index-free max-pool kernels), in inference mode
+        (dropout off, BatchNorm on its running statistics). Unlike ``model(x)``, it does not replace the
+        activations a pending ``backward`` needs. The outputs never share memory with ``x``.
+        """
+        self._maybe_build(x)
         xs = self._prepare_inputs(x)
         n = int(xs[0].shape[0])
         if any(int(a.shape[0]) != n for a in xs):
             raise ValueError(f"model {self.name!r}: inputs have different batch sizes")
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"model {self.name!r}: batch_size must be >= 1, got {batch_size}")
         chunks = []
-        for s in range(0, n, int(batch_size)):
-            part = [a[s : s + batch_size] for a in xs]
-            if self.device != "cpu":
-                part = [a if is_device_array(a) else ops.to_device(np.ascontiguousarray(a), self.device) for a in part]
-            outs, _ = self._run(part, False, keep=False)
-            chunks.append([ops.to_numpy(o) for o in outs])
-        outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(self.outputs))]
+        with no_tape():
+            for s in range(0, n, batch_size):
+                part = [a[s : s + batch_size] for a in xs]
+                if self.device != "cpu":
+                    part = [
+                        a if is_device_array(a) else ops.to_device(np.ascontiguousarray(a), self.device) for a in part
+                    ]
+                outs, _ = self._run(part, False, keep=False)
+                chunks.append([ops.to_numpy(o) for o in outs])
+        if len(chunks) == 1:
+            originals = x if isinstance(x, (list, tuple)) else (list(x.values()) if isinstance(x, dict) else [x])
+            outs = _independent(chunks[0], list(xs) + list(originals))
+        else:
+            outs = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(self.outputs))]
         return outs if self._multi_out else outs[0]
 
     # ---- inspection -------------------------------------------------------------------------------------------
@@ -440,7 +514,8 @@ class Model(Layer):
         """Move the parameters to "cpu" or "cuda" ("auto": CUDA when available). Returns the model."""
         dev = resolve_device(device)
         for p in self.parameters():
-            p.value = ops.to_device(p.value, dev)
+            if p.value is not None:
+                p.value = ops.to_device(p.value, dev)
             if p.grad is not None:
                 p.grad = ops.to_device(p.grad, dev)
         self._set_device(dev)
@@ -529,14 +604,12 @@ class Model(Layer):
             counts[name] += 1
         inputs = [lookup(r) for r in config["inputs"]]
         outputs = [lookup(r) for r in config["outputs"]]
-        model = Model(
+        return Model(
             inputs if config.get("multi_input", len(inputs) > 1) else inputs[0],
             outputs if config.get("multi_output", len(outputs) > 1) else outputs[0],
             name=config.get("name"),
+            trainable=bool(config.get("trainable", True)),
         )
-        if not config.get("trainable", True):
-            model.trainable = False
-        return model
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}: {len(self.layers)} layers, {self.count_params():,} params>"
@@ -548,144 +621,5 @@ def node_shapes(node):
     return (ins if node.multi_input else (ins[0] if ins else node.outputs[0].shape[1:])), node.outputs[0].shape[1:]
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Sequential
-
-
-@register_layer
-class Sequential(Model):
-    """A plain stack of single-input layers: ``vk.Sequential([layer, ...], name=None, seed=None)``.
-
-    The input shape comes from the first layer's ``input_shape=`` or from a leading ``vk.Input(...)``; without
-    either the model is built on its first call. ``seed`` draws the weights of the layers it builds from
-    ``numpy.random.default_rng(seed)`` (layers built before they were added keep their weights).
-    """
-
-    def __init__(self, layers=None, name=None, seed=None, trainable=True):
-        Layer.__init__(self, name=name, trainable=trainable)
-        self.metadata = {}
-        self.device = "cpu"
-        self._last = None
-        self._seq = []
-        self._input_tensor = None
-        self._tail = None
-        self._seed = seed
-        self._seq_rng = np.random.default_rng(seed) if seed is not None else None
-        self._graph_layers = []
-        self._multi_in = self._multi_out = False
-        self.built = False
-        for layer in layers or []:
-            self.add(layer)
-
-    @property
-    def layers(self):
-        return list(self._seq)
-
-    @property
-    def input_shape(self):
-        return None if self._input_tensor is None else self._input_tensor.shape
-
-    def add(self, layer):
-        """Append a layer (or, first, a ``vk.Input``)."""
-        if isinstance(layer, SymbolicTensor):
-            if self._seq or self._input_tensor is not None:
-                raise ValueError("vk.Input can only be the first entry of a Sequential")
-            if not isinstance(layer.node.layer, InputLayer):
-                raise ValueError("Sequential takes layers (and a leading vk.Input), not intermediate tensors")
-            self._input_tensor = self._tail = layer
-            return
-        if isinstance(layer, InputLayer):
-            return self.add(layer.output)
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
-        if layer.multi_input:
-            raise ValueError(f"layer {layer.name!r} takes several inputs; use the functional API (vk.Model)")
-        if any(layer is other for other in self._seq):
-            raise ValueError(f"layer {layer.name!r} is already in this Sequential")
-        self._seq.append(layer)
-        if self._input_tensor is None and len(self._seq) == 1 and layer.input_shape_arg is not None:
-            self._input_tensor = self._tail = InputLayer(layer.input_shape_arg, name=f"{self.name}_input").output
-        if self._input_tensor is not None:
-            self._extend(self._seq[-1:] if self._graph_layers else self._seq)
-
-    def _extend(self, new_layers):
-        x = self._tail
-        for layer in new_layers:
-            fresh = not layer.built
-            if fresh and self._seq_rng is not None:
-                layer._rng = self._seq_rng
-            try:
-                x = layer(x)
-            finally:
-                layer._rng = None
-        self._tail = x
-        self._init_graph(self._input_tensor, x)
-        self._graph_layers = [n.layer for n in self._order if not isinstance(n.layer, InputLayer)]
-        self._last = None
-        if self.device != "cpu":
-            for p in self.parameters():
-                p.value = ops.to_device(p.value, self.device)
-
-    def _build_from(self, x):
-        if self._input_tensor is None:
-            if not self._seq:
-                raise ValueError(f"Sequential {self.name!r} has no layers")
-            shape = tuple(x.shape[1:]) if _is_array(x) else tuple(np.asarray(x).shape[1:])
-            self._input_tensor = self._tail = InputLayer(shape, name=f"{self.name}_input").output
-            self._extend(self._seq)
-
-    def __call__(self, inputs, training=False):
-        if not self._graph_layers and self._seq:
-            if is_symbolic(inputs):
-                self._input_tensor = self._tail = Input(inputs.shape[1:], name=f"{self.name}_input")
-                self._extend(self._seq)
-            else:
-                self._build_from(inputs if _is_array(inputs) else np.asarray(inputs))
-        return Model.__call__(self, inputs, training)
-
-    def _require_built(self):
-        if not self._graph_layers:
-            raise ValueError(
-                f"Sequential {self.name!r} is not built yet: give the first layer input_shape=..., start with "
-                "vk.Input(...), or call the model on a batch"
-            )
-
-    def parameters(self):
-        if not self._graph_layers:
-            return [p for layer in self._seq for p in layer.parameters()]
-        return Model.parameters(self)
-
-    def count_params(self):
-        self._require_built()
-        return Model.count_params(self)
-
-    def summary(self, batch=1, print_fn=print, line_length=None):
-        self._require_built()
-        return Model.summary(self, batch=batch, print_fn=print_fn, line_length=line_length)
-
-    def backward(self, grad_out, ctx=None):
-        self._require_built()
-        return Model.backward(self, grad_out, ctx)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_shape": None if self._input_tensor is None else list(self._input_tensor.shape[1:]),
-            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self._seq],
-        }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        model = cls(name=config.get("name"))
-        if config.get("input_shape") is not None:
-            model.add(InputLayer(config["input_shape"], name=f"{model.name}_input").output)
-        for spec in config["layers"]:
-            model.add(layer_from_config(spec, custom_objects))
-        if not config.get("trainable", True):
-            model.trainable = False
-        return model
-
-    def __repr__(self):
-        n = f"{self.count_params():,} params" if self._graph_layers else "not built"
-        return f"<Sequential {self.name!r}: {len(self._seq)} layers, {n}>"
+# Sequential lives in its own module; imported last because it subclasses Model.
+from .sequential import Sequential  # noqa: E402

@@ -16,13 +16,26 @@ MACs (multiply-accumulates; FLOPs are about twice as many), N = batch:
     everything else   0 (pooling, activations, Add, Concat, Dropout, reshapes: comparisons and additions only)
 "?" marks a count that depends on an unknown (None) spatial size.
 
-Memory (float32, 4 bytes a value):
+Memory (float32 activations, 4 bytes a value; int32 indices 4 bytes, dropout masks 1 byte), for the batch:
     parameters            every parameter, trainable or not
-    inference activations the largest (inputs + output) of any one layer for the batch: during inference a layer's
-                          input can be released once the next layer has run, so at most a layer's inputs and its
-                          output are alive at once (for a plain stack, the two largest consecutive outputs)
-    training activations  every layer output for the batch, the model input included, since the backward pass
-                          needs them (an upper bound: Flatten/Reshape outputs are views, counted anyway)
+    inference activations the peak of a liveness simulation of ``model.predict`` (no tape): nodes run in the
+                          model's topological order; a node's output is allocated when it runs and freed after its
+                          last consumer has run (counted with the graph's consumer counts, as ``Model._run``
+                          does), so tensors held across a block (a residual's skip, an inception's branches) stay
+                          live while the block runs. The peak over nodes of
+                              bytes of every live tensor (the node's inputs included) + the node's output
+                              + its transient arrays (a fused activation's pre-activation, a separable conv's
+                                depthwise result)
+                          The model inputs (held by the caller) and outputs (returned) count as live throughout.
+    training activations  what the tape keeps after a training forward, i.e. what backward needs: every tensor
+                          some layer's ctx references (a conv/dense layer keeps its input, its output and, with a
+                          fused activation, the pre-activation z too; BatchNorm, LRN and Activation keep their
+                          input), plus the extra arrays ctxs hold (max-pool int32 indices, dropout uint8 masks,
+                          a separable conv's depthwise result), plus the model inputs and outputs.
+Views share memory and are counted once: Flatten/Reshape outputs, an inference-mode Dropout, Activation("linear")
+and InputLayer are views of their input. Layers describe themselves through ``Layer.memory_profile`` (custom layers
+default to "keeps its input"); a nested model contributes its own figures. Gradients, optimizer state and the
+temporary buffers inside kernels (im2col columns) are not counted.
 """
 
 from __future__ import annotations
@@ -81,7 +94,9 @@ def _row(cells, widths):
 
 def summary(model, batch=1, print_fn=print, line_length=None):
     """Build the table of ``model`` for a batch of ``batch``; print it with ``print_fn`` (None: don't) and return it."""
-    from .model import InputLayer, Sequential, node_shapes
+    from .input_layer import InputLayer
+    from .model import node_shapes
+    from .sequential import Sequential
 
     batch = int(batch)
     if batch < 1:
@@ -139,23 +154,7 @@ def summary(model, batch=1, print_fn=print, line_length=None):
     trainable = sum(p.size for p in params if p.trainable)
     param_bytes = sum(p.size * 4 for p in params)
 
-    # activations
-    def tensor_bytes(t):
-        e = _elements(t.shape[1:])
-        return None if e is None else e * batch * 4
-
-    infer, train = 0, 0
-    for t in model.inputs:
-        b = tensor_bytes(t)
-        train = None if (train is None or b is None) else train + b
-    for n in model._order:
-        if isinstance(n.layer, InputLayer):
-            continue
-        parts = [tensor_bytes(t) for t in n.inbound] + [tensor_bytes(n.outputs[0])]
-        if infer is not None:
-            infer = None if any(p is None for p in parts) else max(infer, sum(parts))
-        ob = parts[-1]
-        train = None if (train is None or ob is None) else train + ob
+    infer, train = activation_memory(model, batch)
 
     kind = "Sequential" if sequential else "Model"
     lines = [f'Model: "{model.name}" ({kind})', "_" * total_width]
@@ -180,7 +179,96 @@ def summary(model, batch=1, print_fn=print, line_length=None):
     return text
 
 
+def _profiles(model, training):
+    """Per node of ``model._order``: (output bytes per sample or None, memory profile dict)."""
+    from .model import node_shapes
+
+    out = []
+    for n in model._order:
+        in_shape, out_shape = node_shapes(n)
+        e = _elements(n.outputs[0].shape[1:])
+        out.append((None if e is None else 4 * e, n.layer.memory_profile(in_shape, out_shape, training)))
+    return out
+
+
+def _storages(model, profiles):
+    """The storage (index of the node whose output owns the memory) of each node's output: views share."""
+    storage = []
+    for k, (_, prof) in enumerate(profiles):
+        ins = model._inbound[k]
+        storage.append(storage[ins[0]] if prof["view"] and len(ins) == 1 else k)
+    return storage
+
+
+def activation_memory(model, batch=1, io_only=False):
+    """(inference bytes, training bytes) of ``model``'s activations for ``batch`` (None where a size is unknown);
+    the rules are in this module's docstring. ``io_only``: just the bytes of the model's inputs and outputs."""
+    batch = int(batch)
+    if io_only:
+        prof = _profiles(model, False)
+        store = _storages(model, prof)
+        ids = {store[j] for j in list(model._input_idx) + list(model._output_idx)}
+        sizes = [prof[j][0] for j in ids]
+        return None if any(b is None for b in sizes) else sum(sizes) * batch
+    return _inference_peak(model, batch), _training_bytes(model, batch)
+
+
+def _training_bytes(model, batch):
+    prof = _profiles(model, True)
+    store = _storages(model, prof)
+    kept = {store[j] for j in list(model._input_idx) + list(model._output_idx)}
+    extra = 0
+    for k, (_, p) in enumerate(prof):
+        if k in model._input_idx:
+            continue
+        if p["keeps_input"]:
+            kept.update(store[j] for j in model._inbound[k])
+        if p["keeps_output"]:
+            kept.add(store[k])
+        if p["extra"] is None:
+            return None
+        extra += p["extra"]
+    sizes = [prof[s][0] for s in kept]
+    if any(b is None for b in sizes):
+        return None
+    return (sum(sizes) + extra) * batch
+
+
+def _inference_peak(model, batch):
+    prof = _profiles(model, False)
+    if any(b is None for b, _ in prof) or any(p["transient"] is None for _, p in prof):
+        return None
+    store = _storages(model, prof)
+    pinned = set(model._input_idx) | set(model._output_idx)
+    remaining = list(model._consumers)
+    refs = {}  # storage -> number of live tensors on it
+
+    def live_bytes():
+        return sum(prof[s][0] for s in refs)
+
+    for i in model._input_idx:
+        refs[store[i]] = refs.get(store[i], 0) + 1
+    peak = live_bytes()
+    for k, (size, p) in enumerate(prof):
+        if k in model._input_idx:
+            continue
+        new = 0 if store[k] in refs else size
+        peak = max(peak, live_bytes() + new + p["transient"])
+        refs[store[k]] = refs.get(store[k], 0) + 1
+        for j in model._inbound[k]:
+            remaining[j] -= 1
+            if remaining[j] == 0 and j not in pinned:
+                refs[store[j]] -= 1
+                if refs[store[j]] == 0:
+                    del refs[store[j]]
+        if remaining[k] == 0 and k not in pinned:  # an output nobody consumes (not a model output)
+            refs[store[k]] -= 1
+            if refs[store[k]] == 0:
+                del refs[store[k]]
+    return peak * batch
+
+
 def _shape_str(shape):
-    from .layers.base import fmt_shape
+    from .layers.graph import fmt_shape
 
     return fmt_shape(shape)

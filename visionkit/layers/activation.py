@@ -6,7 +6,7 @@ A fused activation is applied after the layer's linear part, and its backward ru
 """
 
 from .. import ops
-from .base import Layer, register_layer
+from .base import Layer, profile, register_layer
 
 ACTIVATION_NAMES = (
     "relu",
@@ -24,6 +24,33 @@ ACTIVATION_NAMES = (
 
 # Keras spellings that mean the same thing
 _ALIASES = {"hard_sigmoid": "hardsigmoid", "hard_swish": "hardswish", "swish_hard": "hardswish", "none": "linear"}
+
+
+# the keyword parameters each activation accepts (anything else is an error, not silently ignored)
+ACTIVATION_PARAMS = {
+    "leaky_relu": ("negative_slope",),
+    "elu": ("alpha",),
+    "softmax": ("dim",),
+    "log_softmax": ("dim",),
+}
+
+
+def check_activation_params(name, params, who="Activation"):
+    """Validate the keyword parameters of activation ``name`` (normalised, None = linear); returns them as a dict."""
+    allowed = ACTIVATION_PARAMS.get(name, ())
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        takes = f"takes only {', '.join(allowed)}" if allowed else "takes no parameters"
+        raise ValueError(
+            f"{who}: unknown parameter(s) {', '.join(map(repr, unknown))} for activation {name or 'linear'!r}, which "
+            f"{takes}" + (" (leaky_relu's slope is negative_slope)" if name == "leaky_relu" else "")
+        )
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{who}: activation parameter {k!r} must be a number, got {v!r}")
+        out[k] = int(v) if k == "dim" else float(v)
+    return out
 
 
 def check_activation(name):
@@ -55,19 +82,29 @@ def activate_backward(grad_out, z, y, name, params=None):
 class Activation(Layer):
     """Apply an activation by name, e.g. ``Activation("leaky_relu", negative_slope=0.2)``.
 
-    Extra keyword arguments are the activation's parameters (``negative_slope`` for leaky_relu, ``alpha`` for elu).
+    Extra keyword arguments are the activation's parameters: ``negative_slope`` for leaky_relu, ``alpha`` for elu,
+    ``dim`` for softmax/log_softmax. Any other keyword (a typo, Keras' ``alpha`` for leaky_relu) raises ValueError.
     """
 
     def __init__(self, activation, name=None, trainable=True, input_shape=None, **params):
         super().__init__(name=name, trainable=trainable, input_shape=input_shape)
         self.activation = check_activation(activation)
-        self.params = dict(params)
+        self.params = check_activation_params(self.activation, params, f"layer {self.name!r} (Activation)")
 
     def forward(self, x, training=False):
         y = activate(x, self.activation, self.params)
+        if not self.activation:
+            return y, None
         return y, (x, y)
 
+    def memory_profile(self, input_shape, output_shape, training):
+        if self.activation is None:
+            return profile(view=True)
+        return profile(keeps_input=True, keeps_output=True)
+
     def backward(self, grad_out, ctx):
+        if ctx is None:
+            return grad_out
         x, y = ctx
         return activate_backward(grad_out, x, y, self.activation, self.params)
 

@@ -1,4 +1,4 @@
-"""The layer protocol, parameters, symbolic tensors and the layer registry.
+"""The layer protocol: the ``Layer`` base class, input coercion and the argument helpers layers share.
 
 A layer is an object holding parameters that turns arrays into arrays through ``visionkit.ops``::
 
@@ -8,260 +8,87 @@ A layer is an object holding parameters that turns arrays into arrays through ``
 Because ``backward`` accumulates, a layer shared by several graph nodes (the same weights applied twice) gets the
 sum of the gradients of all its uses. Multi-input layers (Add, Concat) take a list of arrays and return a list of
 gradients. A layer never touches device details: every array operation goes through ``visionkit.ops``, so the same
-code runs on numpy arrays (CPU) and Numba CUDA device arrays.
+code runs on numpy arrays (CPU) and Numba CUDA device arrays. Inside ``tape.no_tape()`` (inference nobody will
+differentiate) a layer may skip what only backward needs and return ``None`` as ctx.
 
 Calling a layer:
-    * on an array (``layer(x)``) runs it eagerly and returns the output array (building the weights on first use);
+    * on an array (``layer(x)``) runs it eagerly, without a tape, and returns the output array (building the
+      weights on first use); the output never shares memory with ``x``;
     * on a symbolic tensor (``layer(vk.Input((3, 32, 32)))``) records a graph node and returns a symbolic tensor,
       the Keras functional API. ``visionkit.model.Model`` turns such a graph into a model.
 
 Shapes given to ``build`` and ``compute_output_shape`` never include the batch dimension: ``(C, H, W)`` or
 ``(features,)``; a spatial size may be None (any size, e.g. fully convolutional networks).
+
+The pieces live in their own modules and are re-exported here: ``registry`` (register_layer, get_layer_class,
+layer_from_config), ``naming`` (automatic names), ``parameter`` (Parameter), ``graph`` (Node, SymbolicTensor),
+``tape`` (recording / no_tape).
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-
 import numpy as np
 
+from .. import ops
 from . import initializers
+from .graph import Node, SymbolicTensor, batch_shape_str, fmt_shape, is_symbolic
+from .naming import reserve_name, reset_names, snake_case, unique_name
+from .parameter import Parameter
+from .registry import (
+    get_layer_class,
+    layer_from_config,
+    register_layer,
+    registered_layers,
+)
+from .tape import no_tape, recording
 
-# --------------------------------------------------------------------------------------------------------------
-# registry
-
-
-_REGISTRY: dict[str, type] = {}
-
-
-def register_layer(cls=None, *, name=None):
-    """Class decorator: make a Layer subclass known to ``from_config`` under its class name (or ``name``).
-
-    Plugins use it for their custom layers so saved models that contain them load again::
-
-        @register_layer
-        class Mish(Layer): ...
-    """
-
-    def deco(c):
-        key = name or c.__name__
-        other = _REGISTRY.get(key)
-        if (
-            other is not None
-            and other is not c
-            and (other.__module__, other.__qualname__)
-            != (
-                c.__module__,
-                c.__qualname__,
-            )
-        ):
-            raise ValueError(
-                f"a layer class named {key!r} is already registered ({other.__module__}.{other.__qualname__})"
-            )
-        _REGISTRY[key] = c
-        return c
-
-    if cls is None:
-        return deco
-    return deco(cls)
-
-
-def get_layer_class(class_name, custom_objects=None):
-    """The registered layer class for ``class_name`` (``custom_objects`` is searched first)."""
-    if custom_objects and class_name in custom_objects:
-        return custom_objects[class_name]
-    try:
-        return _REGISTRY[class_name]
-    except KeyError:
-        raise ValueError(
-            f"unknown layer class {class_name!r}; known: {', '.join(sorted(_REGISTRY))}. "
-            "A custom layer must be decorated with @register_layer (or passed in custom_objects)"
-        ) from None
-
-
-def registered_layers():
-    """A copy of the registry: class name -> class."""
-    return dict(_REGISTRY)
-
-
-def layer_from_config(spec, custom_objects=None):
-    """Rebuild a layer from ``{"class_name": ..., "config": {...}}``."""
-    cls = get_layer_class(spec["class_name"], custom_objects)
-    if getattr(cls, "_from_config_takes_custom_objects", False):
-        return cls.from_config(spec["config"], custom_objects=custom_objects)
-    return cls.from_config(spec["config"])
-
-
-# --------------------------------------------------------------------------------------------------------------
-# names
-
-
-_NAME_COUNTS: dict[str, int] = defaultdict(int)
-
-
-def snake_case(name):
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    s = re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
-    s = re.sub(r"(\D)_(\d)d\b", r"\1\2d", s)  # conv_2d -> conv2d, max_pool_2d -> max_pool2d
-    s = s.replace("_2_d", "2d")
-    return s
-
-
-def unique_name(base):
-    """Keras-style auto names: ``conv2d``, ``conv2d_1``, ``conv2d_2``, ..."""
-    n = _NAME_COUNTS[base]
-    _NAME_COUNTS[base] += 1
-    return base if n == 0 else f"{base}_{n}"
-
-
-def reset_names():
-    """Restart the automatic layer names (``conv2d``, ``conv2d_1``, ...) from zero, like Keras' clear_session."""
-    _NAME_COUNTS.clear()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# parameters
-
-
-class Parameter:
-    """A named weight array.
-
-    ``name``       "layer_name/short_name", e.g. "conv2d/kernel" (follows the owning layer's name)
-    ``value``      float32 array (numpy on CPU, a device array after ``model.to("cuda")``)
-    ``grad``       accumulated gradient of the same shape, or None (no gradient yet / not trainable)
-    ``trainable``  False for statistics (BatchNorm's running mean/var) and for the parameters of a frozen layer;
-                   an optimizer must skip parameters whose ``trainable`` is False.
-    """
-
-    __slots__ = ("short_name", "value", "grad", "_trainable", "_owner", "initializer", "fans")
-
-    def __init__(self, short_name, value, trainable=True, owner=None, initializer=None, fans=(1, 1)):
-        self.short_name = short_name
-        self.value = value
-        self.grad = None
-        self._trainable = bool(trainable)
-        self._owner = owner
-        self.initializer = initializer
-        self.fans = fans
-
-    @property
-    def name(self):
-        return f"{self._owner.name}/{self.short_name}" if self._owner is not None else self.short_name
-
-    @property
-    def trainable(self):
-        return self._trainable and (self._owner is None or self._owner.trainable)
-
-    @trainable.setter
-    def trainable(self, flag):
-        self._trainable = bool(flag)
-
-    @property
-    def shape(self):
-        return tuple(self.value.shape)
-
-    @property
-    def size(self):
-        return int(np.prod(self.value.shape, dtype=np.int64))
-
-    def accumulate(self, g):
-        """Add ``g`` into ``grad`` (no-op for a parameter that is not trainable)."""
-        if g is None or not self.trainable:
-            return
-        from .. import ops
-
-        self.grad = g if self.grad is None else ops.add(self.grad, g)
-
-    def zero_grad(self):
-        self.grad = None
-
-    def __repr__(self):
-        t = "" if self.trainable else ", trainable=False"
-        return f"Parameter({self.name!r}, shape={self.shape}{t})"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# symbolic tensors and graph nodes
-
-
-class Node:
-    """One call of a layer inside a graph: which symbolic tensors went in, which came out."""
-
-    __slots__ = ("layer", "inbound", "outputs", "multi_input")
-
-    def __init__(self, layer, inbound, multi_input):
-        self.layer = layer
-        self.inbound = list(inbound)
-        self.multi_input = multi_input
-        self.outputs = []
-
-    def __repr__(self):
-        return f"Node({self.layer.name}, inputs={[t.name for t in self.inbound]})"
-
-
-class SymbolicTensor:
-    """A placeholder flowing through a graph under construction. ``shape`` includes the batch dim as None."""
-
-    __slots__ = ("shape", "node", "index")
-
-    def __init__(self, shape, node, index=0):
-        self.shape = tuple(shape)
-        self.node = node
-        self.index = index
-
-    @property
-    def name(self):
-        layer = self.node.layer
-        k = layer._nodes.index(self.node) if self.node in layer._nodes else 0
-        return f"{layer.name}" + (f"[{k}]" if k else "")
-
-    @property
-    def ndim(self):
-        return len(self.shape)
-
-    def __repr__(self):
-        return f"<SymbolicTensor {self.name} shape={self.shape}>"
-
-
-def is_symbolic(x):
-    if isinstance(x, SymbolicTensor):
-        return True
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(t, SymbolicTensor) for t in x)
-
-
-def fmt_shape(shape):
-    """(None, 32, 28, 28) the way Keras prints it."""
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def batch_shape_str(shape):
-    """A shape without batch (or a list of them) printed with the batch as None: (None, 3, 32, 32)."""
-    if isinstance(shape, list):
-        return "[" + ", ".join(batch_shape_str(s) for s in shape) + "]"
-    return fmt_shape((None,) + tuple(shape))
-
+__all__ = [
+    "Layer", "Parameter", "Node", "SymbolicTensor", "register_layer", "get_layer_class", "registered_layers",
+    "layer_from_config", "reset_names", "reserve_name", "unique_name", "snake_case", "is_symbolic", "fmt_shape",
+    "batch_shape_str", "as_input_array", "shape_of", "no_tape", "recording", "pair", "norm_padding",
+    "jsonable_padding", "window_output",
+]
 
 # --------------------------------------------------------------------------------------------------------------
 # arrays
 
+_NUMERIC_KINDS = "fiub"  # float, int, uint, bool: converted to float32
 
-def as_input_array(x):
-    """numpy float32 C-contiguous for anything array-like; device arrays pass unchanged."""
+
+def as_input_array(x, who=None):
+    """numpy float32 C-contiguous for anything array-like; device arrays pass unchanged.
+
+    bool, int, uint and float arrays are converted to float32; anything else (complex, strings, objects) raises
+    ValueError naming ``who`` (e.g. "layer 'conv2d' (Conv2D)"), the expected and the actual dtype.
+    """
     from ..device import is_device_array
 
     if is_device_array(x):
         return x
     if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous:
         return x
+    prefix = f"{who}: " if who else ""
     try:
-        return np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        a = np.asarray(x)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"expected a numeric array, got {type(x).__name__}: {e}") from None
+        raise ValueError(f"{prefix}expected a numeric array, got {type(x).__name__}: {e}") from None
+    if a.dtype.kind not in _NUMERIC_KINDS:
+        raise ValueError(
+            f"{prefix}expected a real numeric array (float, int, uint or bool; converted to float32), "
+            f"got dtype {a.dtype}"
+        )
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def shape_of(x):
     return tuple(int(d) for d in x.shape)
+
+
+def _detach_from(y, xs):
+    """``y``, copied if it may share memory with one of the numpy arrays ``xs``."""
+    if isinstance(y, np.ndarray) and any(isinstance(x, np.ndarray) and np.may_share_memory(y, x) for x in xs):
+        return y.copy()
+    return y
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -274,7 +101,7 @@ class Layer:
     Subclasses implement ``build(input_shape)`` (create parameters with ``add_weight``), ``forward``,
     ``backward``, ``compute_output_shape`` and ``get_config`` (the constructor arguments, JSON-serialisable);
     multi-input layers set ``multi_input = True``. ``count_macs(input_shape, output_shape)`` (per sample) feeds
-    ``summary``; the default is 0.
+    ``summary``; the default is 0. ``memory_profile`` tells ``summary`` what forward keeps for backward.
     """
 
     multi_input = False
@@ -288,15 +115,23 @@ class Layer:
         self._params: list[Parameter] = []
         self._nodes: list[Node] = []
         self._rng = None
+        self._eager_shape = None
 
     # ---- parameters -------------------------------------------------------------------------------------------
     def add_weight(self, short_name, shape, initializer="zeros", trainable=True, fans=None, rng=None):
+        """Create a parameter drawn from ``initializer``; inside ``initializers.deferred()`` only declare it
+        (shape and initializer, no array: ``Parameter.value`` is None until weights are assigned)."""
         shape = tuple(int(s) for s in shape)
         if fans is None:
             fans = initializers.compute_fans(shape)
-        init = initializers.get(initializer)
-        value = init(shape, fans, rng if rng is not None else self._init_rng())
-        p = Parameter(short_name, value, trainable=trainable, owner=self, initializer=initializer, fans=fans)
+        if initializers.is_deferred():
+            value = None
+        else:
+            init = initializers.get(initializer)
+            value = init(shape, fans, rng if rng is not None else self._init_rng())
+        p = Parameter(
+            short_name, value, trainable=trainable, owner=self, initializer=initializer, fans=fans, shape=shape
+        )
         self._params.append(p)
         setattr(self, short_name, p)
         return p
@@ -322,8 +157,6 @@ class Layer:
         return self.parameters()
 
     def get_weights(self):
-        from .. import ops
-
         return [ops.to_numpy(p.value) for p in self.parameters()]
 
     def set_weights(self, arrays):
@@ -365,12 +198,35 @@ class Layer:
     def check_input_shape(self, input_shape, building=False):
         """Raise ValueError (naming this layer) when ``input_shape`` (no batch) cannot feed it."""
 
-    def _shape_error(self, expected, got):
+    def _fmt_input(self, input_shape):
+        """How an error message shows the input: the real array shape(s) in an eager call, else (None, ...)."""
+        if self._eager_shape is not None:
+            return str(self._eager_shape)
+        return batch_shape_str(input_shape)
+
+    def _shape_error(self, expected, input_shape):
+        """ValueError "layer 'x' (Type) expects input <expected>, got shape <the input's shape>"."""
+        got = input_shape if isinstance(input_shape, str) else self._fmt_input(input_shape)
         return ValueError(f"layer {self.name!r} ({type(self).__name__}) expects input {expected}, got shape {got}")
 
     def count_macs(self, input_shape, output_shape):
         """Multiply-accumulates per sample (summary's MACs column); 0 for layers without multiply-adds."""
         return 0
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """What a forward pass holds, for ``summary``'s memory figures (shapes without batch).
+
+        Returns a dict:
+            keeps_input   the ctx references the input tensor(s) (kept alive until backward)
+            keeps_output  the ctx references the output tensor
+            extra         per-sample bytes of other arrays the ctx keeps (pre-activations, indices, masks);
+                          None when unknown (a None spatial size)
+            transient     per-sample bytes of arrays alive only inside an inference forward, besides its
+                          inputs and output (a fused activation's pre-activation)
+            view          the output shares the input's memory (a reshape, the identity)
+        The default (keeps its input, nothing else) suits most layers without a fused activation.
+        """
+        return profile(keeps_input=True)
 
     # ---- compute ----------------------------------------------------------------------------------------------
     def forward(self, x, training=False):
@@ -401,23 +257,38 @@ class Layer:
         node.outputs.append(out)
         return out
 
+    def _who(self):
+        return f"layer {self.name!r} ({type(self).__name__})"
+
     def _call_eager(self, inputs, training):
+        """Run on arrays without a tape (the ctx is dropped anyway); the output never aliases the input."""
         if self.multi_input:
             if not isinstance(inputs, (list, tuple)):
-                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) takes a list of inputs")
-            xs = [as_input_array(a) for a in inputs]
-            self._ensure_built([shape_of(a)[1:] for a in xs])
-            y, _ = self.forward(xs, training)
+                raise ValueError(f"{self._who()} takes a list of inputs")
+            xs = [as_input_array(a, self._who()) for a in inputs]
+            arg, shape = xs, [shape_of(a)[1:] for a in xs]
+            real = [shape_of(a) for a in xs]
         else:
-            x = as_input_array(inputs)
-            self._ensure_built(shape_of(x)[1:])
-            y, _ = self.forward(x, training)
-        return y
+            xs = [as_input_array(inputs, self._who())]
+            arg, shape, real = xs[0], shape_of(xs[0])[1:], shape_of(xs[0])
+        self._eager_shape = real
+        try:
+            self._ensure_built(shape)
+        finally:
+            self._eager_shape = None
+        with no_tape():
+            y, _ = self.forward(arg, training)
+        originals = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return _detach_from(y, list(xs) + [a for a in originals if isinstance(a, np.ndarray)])
 
     # ---- config -----------------------------------------------------------------------------------------------
     def get_config(self):
         """JSON-serialisable constructor arguments; ``type(self).from_config(cfg)`` rebuilds the layer."""
         return {"name": self.name, "trainable": self.trainable}
+
+    def _init_config(self, init, what):
+        """An initializer as stored in the config (its name); raises naming this layer for a nameless callable."""
+        return initializers.serialize(init, self.name, what)
 
     @classmethod
     def from_config(cls, config):
@@ -427,13 +298,32 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}{'' if self.built else ' (not built)'}>"
 
 
+def profile(keeps_input=False, keeps_output=False, extra=0, transient=0, view=False):
+    """The dict ``Layer.memory_profile`` returns."""
+    return {
+        "keeps_input": keeps_input,
+        "keeps_output": keeps_output,
+        "extra": extra,
+        "transient": transient,
+        "view": view,
+    }
+
+
+def elements(shape):
+    """Values per sample of a shape without batch; None if a dimension is unknown."""
+    n = 1
+    for d in shape:
+        if d is None:
+            return None
+        n *= int(d)
+    return n
+
+
 def _like(a, ref):
     """``a`` (numpy) moved to wherever ``ref`` lives."""
     from ..device import is_device_array
 
     if is_device_array(ref):
-        from .. import ops
-
         return ops.to_device(a, "cuda")
     return a
 
@@ -457,46 +347,36 @@ def norm_padding(padding):
         if p not in ("valid", "same"):
             raise ValueError(f'padding must be "valid", "same", an int or a pair, got {padding!r}')
         return p
-    return pair(padding, "padding")
+    ph, pw = pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    return ph, pw
 
 
 def jsonable_padding(padding):
     return padding if isinstance(padding, str) else list(padding)
 
 
-def same_pads(size, k, s, d):
-    """TensorFlow "same": (before, after) padding of one spatial dim."""
-    if size is None:
-        return None
-    out = -(-size // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def window_out(size, k, s, d, padding, ceil_mode=False):
-    """Output extent of one spatial dim of a sliding window (conv / pool), PyTorch rules plus "same"/"valid"."""
-    if size is None:
-        return None
-    if padding == "same":
-        return -(-size // s)
-    p = 0 if padding == "valid" else padding
-    span = size + 2 * p - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    if ceil_mode:
-        out = -(-span // s) + 1
-        if (out - 1) * s >= size + p:
-            out -= 1
-        return out
-    return span // s + 1
-
-
-def spatial_pads(padding, hw, kernel, stride, dilation):
-    """Padding as (top, bottom, left, right) for an input of spatial size ``hw``."""
+def window_output(hw, kernel, stride, dilation, padding, pool=False, ceil_mode=False):
+    """Spatial output size (oh, ow) of a convolution (``pool=False``) or pooling window over an input of spatial
+    size ``hw`` (entries may be None: unknown), with the formulas of ``visionkit.ops`` (the single source of
+    truth): ``ops.same_padding`` for "same", ``ops.conv_output_size`` / ``ops.pool_output_size`` for the extent."""
     if padding == "valid":
-        return (0, 0, 0, 0)
-    if padding == "same":
-        t, b = same_pads(hw[0], kernel[0], stride[0], dilation[0])
-        left, r = same_pads(hw[1], kernel[1], stride[1], dilation[1])
-        return (t, b, left, r)
-    return (padding[0], padding[0], padding[1], padding[1])
+        pads = (0, 0, 0, 0)
+    elif padding == "same":
+        known = tuple(1 if d is None else int(d) for d in hw)
+        pads = ops.same_padding(known, kernel, stride, dilation)
+    else:
+        pads = (padding[0], padding[0], padding[1], padding[1])
+    out = []
+    for i, size in enumerate(hw):
+        if size is None:
+            out.append(None)
+            continue
+        before, after = pads[2 * i], pads[2 * i + 1]
+        if pool:
+            o = ops.pool_output_size(size, kernel[i], stride[i], before, after, dilation[i], ceil_mode)
+        else:
+            o = ops.conv_output_size(size, kernel[i], stride[i], before + after, dilation[i])
+        out.append(max(int(o), 0))
+    return tuple(out)

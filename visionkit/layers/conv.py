@@ -17,12 +17,13 @@ from . import initializers
 from .activation import activate, activate_backward, check_activation
 from .base import (
     Layer,
-    batch_shape_str,
+    elements,
     jsonable_padding,
     norm_padding,
     pair,
+    profile,
     register_layer,
-    window_out,
+    window_output,
 )
 
 
@@ -56,29 +57,39 @@ class _ConvCommon(Layer):
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 3:
-            raise self._shape_error("of rank 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 4 (N, C, H, W)", input_shape)
         c = input_shape[0]
         want = self._in_channels_required()
         if want is not None and self.built and c != want:
-            raise self._shape_error(f"with {want} channels (N, {want}, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error(f"with {want} channels (N, {want}, H, W)", input_shape)
         groups = getattr(self, "groups", 1)
         if c is None:
-            raise self._shape_error("with a known channel count", batch_shape_str(input_shape))
+            raise self._shape_error("with a known channel count", input_shape)
         if c % groups:
             raise ValueError(f"layer {self.name!r}: input channels ({c}) must be divisible by groups ({groups})")
         out = self.compute_output_shape(input_shape)
         if any(d is not None and d <= 0 for d in out[1:]):
             raise ValueError(
-                f"layer {self.name!r}: input of spatial size {tuple(input_shape[1:])} is too small for kernel "
+                f"layer {self.name!r}: input of spatial size {self._spatial_str(input_shape)} is too small for kernel "
                 f"{self.kernel_size} (padding {self.padding!r}): the output would be empty"
             )
 
+    def _spatial_str(self, input_shape):
+        if self._eager_shape is not None:
+            return tuple(self._eager_shape[2:])
+        return tuple(input_shape[1:])
+
     def _spatial_out(self, input_shape):
-        h, w = input_shape[1], input_shape[2]
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
-        p = self.padding
-        ph, pw = (p, p) if isinstance(p, str) else p
-        return window_out(h, kh, sh, dh, ph), window_out(w, kw, sw, dw, pw)
+        return window_output(
+            tuple(input_shape[1:]), self.kernel_size, self.strides, self.dilation_rate, self.padding
+        )
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """Keeps x, the output y and, with a fused activation, the pre-activation z (alive at inference too while
+        y is computed)."""
+        z = 0 if self.activation is None else elements(output_shape)
+        z = None if z is None else 4 * z
+        return profile(keeps_input=True, keeps_output=True, extra=z, transient=z)
 
 
 @register_layer
@@ -160,8 +171,8 @@ class Conv2D(_ConvCommon):
         cfg.update(
             filters=self.filters,
             groups=self.groups,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=self._init_config(self.kernel_initializer, "kernel_initializer"),
+            bias_initializer=self._init_config(self.bias_initializer, "bias_initializer"),
         )
         return cfg
 
@@ -242,8 +253,8 @@ class DepthwiseConv2D(_ConvCommon):
         cfg = self._common_config()
         cfg.update(
             depth_multiplier=self.depth_multiplier,
-            depthwise_initializer=self.depthwise_initializer,
-            bias_initializer=self.bias_initializer,
+            depthwise_initializer=self._init_config(self.depthwise_initializer, "depthwise_initializer"),
+            bias_initializer=self._init_config(self.bias_initializer, "bias_initializer"),
         )
         return cfg
 
@@ -316,6 +327,17 @@ class SeparableConv2D(_ConvCommon):
             self.bias.accumulate(gb)
         return gx
 
+    def memory_profile(self, input_shape, output_shape, training):
+        """Also keeps the depthwise result t (in_channels*depth_multiplier at the output's spatial size)."""
+        prof = super().memory_profile(input_shape, output_shape, training)
+        t = elements((input_shape[0] * self.depth_multiplier,) + tuple(output_shape[1:]))
+        if t is None or prof["extra"] is None:
+            prof["extra"] = prof["transient"] = None
+        else:
+            prof["extra"] += 4 * t
+            prof["transient"] += 4 * t
+        return prof
+
     def count_macs(self, input_shape, output_shape):
         o, oh, ow = output_shape
         if oh is None or ow is None:
@@ -329,9 +351,9 @@ class SeparableConv2D(_ConvCommon):
         cfg.update(
             filters=self.filters,
             depth_multiplier=self.depth_multiplier,
-            depthwise_initializer=self.depthwise_initializer,
-            pointwise_initializer=self.pointwise_initializer,
-            bias_initializer=self.bias_initializer,
+            depthwise_initializer=self._init_config(self.depthwise_initializer, "depthwise_initializer"),
+            pointwise_initializer=self._init_config(self.pointwise_initializer, "pointwise_initializer"),
+            bias_initializer=self._init_config(self.bias_initializer, "bias_initializer"),
         )
         return cfg
 
@@ -479,7 +501,7 @@ class Conv2DTranspose(_ConvCommon):
             filters=self.filters,
             output_padding=None if self.output_padding is None else list(self.output_padding),
             groups=self.groups,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=self._init_config(self.kernel_initializer, "kernel_initializer"),
+            bias_initializer=self._init_config(self.bias_initializer, "bias_initializer"),
         )
         return cfg

@@ -3,7 +3,7 @@
 from .. import ops
 from . import initializers
 from .activation import activate, activate_backward, check_activation
-from .base import Layer, batch_shape_str, register_layer
+from .base import Layer, profile, register_layer
 
 
 @register_layer
@@ -36,12 +36,12 @@ class Dense(Layer):
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 1:
             raise self._shape_error(
-                "of rank 2 (N, features); add a Flatten layer before it", batch_shape_str(input_shape)
+                "of rank 2 (N, features); add a Flatten layer before it", input_shape
             )
         if input_shape[0] is None:
-            raise self._shape_error("with a known number of features", batch_shape_str(input_shape))
+            raise self._shape_error("with a known number of features", input_shape)
         if self.built and input_shape[0] != self.in_features:
-            raise self._shape_error(f"with {self.in_features} features", batch_shape_str(input_shape))
+            raise self._shape_error(f"with {self.in_features} features", input_shape)
 
     def build(self, input_shape):
         self.in_features = input_shape[0]
@@ -71,13 +71,18 @@ class Dense(Layer):
     def count_macs(self, input_shape, output_shape):
         return input_shape[0] * self.units
 
+    def memory_profile(self, input_shape, output_shape, training):
+        """Keeps x, y and, with a fused activation, the pre-activation z."""
+        z = 0 if self.activation is None else 4 * self.units
+        return profile(keeps_input=True, keeps_output=True, extra=z, transient=z)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(
             units=self.units,
             activation=self.activation,
             use_bias=self.use_bias,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer,
+            kernel_initializer=self._init_config(self.kernel_initializer, "kernel_initializer"),
+            bias_initializer=self._init_config(self.bias_initializer, "bias_initializer"),
         )
         return cfg

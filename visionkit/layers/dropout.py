@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import ops
 from . import initializers
-from .base import Layer, register_layer
+from .base import Layer, elements, profile, register_layer
 
 
 @register_layer
@@ -43,6 +43,13 @@ class Dropout(Layer):
         if ctx is None:
             return grad_out
         return ops.dropout_backward(grad_out, ctx, self.rate)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """Training keeps a uint8 mask (one byte per value); inference is the identity (the output is the input)."""
+        if not training or self.rate == 0.0:
+            return profile(view=True)
+        n = elements(output_shape)
+        return profile(extra=None if n is None else n)
 
     def get_config(self):
         cfg = super().get_config()

@@ -12,15 +12,42 @@ Names (Keras' formulas):
 Fans of a kernel laid out OIHW are fan_in = I*kh*kw and fan_out = O*kh*kw (layers pass their own fans where the
 layout differs, e.g. Conv2DTranspose's IOHW).
 
+Custom initializers: a callable ``f(shape, (fan_in, fan_out), rng) -> float32 array``. A model file stores an
+initializer by name, so a callable is saved under its ``__name__`` (a lambda or a ``functools.partial`` has no
+usable name and cannot be saved: ``serialize`` raises naming the layer). ``register_initializer`` makes a named
+callable known again when the model is rebuilt from its config.
+
+Deferred initialisation: inside ``deferred()`` layers declare their parameters (shape, initializer) without
+allocating them. ``load_model`` builds the architecture that way, checks the declared shapes against the file's
+tensors, and only then fills in the file's arrays: no random draw, no allocation a file's header could inflate.
+
 Reproducibility: every layer draws from one generator: the model's (``vk.Sequential(..., seed=0)``,
 ``vk.Model(inp, out, seed=0)``) when given, else the global one that ``set_seed`` resets.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 
 _GLOBAL = {"rng": np.random.default_rng()}
+_DEFERRED = threading.local()
+
+
+@contextlib.contextmanager
+def deferred():
+    """Layers built inside declare their parameters without allocating or drawing them (``Parameter.value`` None)."""
+    prev = is_deferred()
+    _DEFERRED.on = True
+    try:
+        yield
+    finally:
+        _DEFERRED.on = prev
+
+
+def is_deferred():
+    return getattr(_DEFERRED, "on", False)
 
 # std of a standard normal truncated to [-2, 2]
 _TRUNC_STD = 0.87962566103423978
@@ -96,6 +123,15 @@ INITIALIZERS = {
 }
 
 
+def register_initializer(fn, name=None):
+    """Make a custom initializer known under ``name`` (default: its ``__name__``) so saved models rebuild."""
+    key = str(name or getattr(fn, "__name__", "")).lower()
+    if not key or key.startswith("<"):
+        raise ValueError(f"initializer {fn!r} needs a name to be registered")
+    INITIALIZERS[key] = fn
+    return fn
+
+
 def get(name):
     """The initializer function ``f(shape, (fan_in, fan_out), rng) -> float32 array`` called ``name``."""
     if callable(name):
@@ -107,7 +143,24 @@ def get(name):
 
 
 def check(name):
-    """Validate an initializer name at layer construction (so typos fail early); returns it."""
-    if not callable(name):
+    """Validate an initializer name at layer construction (so typos fail early); returns it.
+
+    While a model is being rebuilt for loading (``deferred()``) unknown names pass: the weights come from the
+    file, and the name only matters if the model is re-initialised later (which then raises)."""
+    if not callable(name) and not is_deferred():
         get(name)
+    return name
+
+
+def serialize(init, layer_name="?", what="initializer"):
+    """The JSON form of an initializer for a layer config: its name. A callable is stored by its name (register it
+    with ``register_initializer`` to rebuild the model with it); one without a usable name raises ValueError."""
+    if not callable(init):
+        return init
+    name = getattr(init, "__name__", None) or getattr(init, "name", None)
+    if not isinstance(name, str) or not name or name.startswith("<"):
+        raise ValueError(
+            f"layer {layer_name!r}: {what} {init!r} is a callable without a name, so the layer cannot be saved; "
+            "use a named function (and vk.layers.initializers.register_initializer) or an initializer name"
+        )
     return name

@@ -1,7 +1,7 @@
 """Merge layers: Add (residual connections) and Concat (inception blocks, skip connections). They take a list."""
 
 from .. import ops
-from .base import Layer, batch_shape_str, register_layer
+from .base import Layer, profile, register_layer
 
 
 def _compatible(a, b):
@@ -21,7 +21,7 @@ class Add(Layer):
         for s in input_shape[1:]:
             if not _compatible(first, s):
                 raise ValueError(
-                    f"layer {self.name!r} (Add) needs inputs of one shape, got {batch_shape_str(input_shape)}"
+                    f"layer {self.name!r} (Add) needs inputs of one shape, got {self._fmt_input(input_shape)}"
                 )
 
     def compute_output_shape(self, input_shape):
@@ -38,6 +38,9 @@ class Add(Layer):
 
     def count_macs(self, input_shape, output_shape):
         return 0
+
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile()  # keeps only the number of inputs
 
 
 @register_layer
@@ -68,7 +71,7 @@ class Concat(Layer):
             if len(s) != rank or not _compatible(s[:a] + s[a + 1 :], input_shape[0][:a] + input_shape[0][a + 1 :]):
                 raise ValueError(
                     f"layer {self.name!r} (Concat) needs inputs that match except along axis {self.axis}, got "
-                    f"{batch_shape_str(input_shape)}"
+                    f"{self._fmt_input(input_shape)}"
                 )
 
     def compute_output_shape(self, input_shape):
@@ -85,6 +88,9 @@ class Concat(Layer):
     def backward(self, grad_out, ctx):
         sizes, dim = ctx
         return list(ops.concat_backward(grad_out, sizes, dim=dim))
+
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile()  # keeps only the split sizes
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,7 +1,8 @@
-"""Normalisation layers: BatchNorm and LocalResponseNorm."""
+"""Normalisation layers: BatchNorm (PyTorch's conventions), BatchNormalization (Keras' arguments and defaults, a
+thin subclass translating them) and LocalResponseNorm."""
 
 from .. import ops
-from .base import Layer, batch_shape_str, register_layer
+from .base import Layer, profile, register_layer
 
 
 @register_layer
@@ -25,24 +26,27 @@ class BatchNorm(Layer):
         self.momentum = float(momentum)
         self.eps = float(eps)
         self.affine = bool(affine)
+        self._scale = self._center = self.affine  # gamma / beta present (Keras' scale / center)
         if not 0.0 <= self.momentum <= 1.0:
             raise ValueError(f"layer {self.name!r}: momentum must be in [0, 1] (PyTorch convention), got {momentum}")
+        if self.eps <= 0.0:
+            raise ValueError(f"layer {self.name!r}: eps must be positive, got {eps}")
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) not in (1, 3):
-            raise self._shape_error("of rank 2 (N, F) or 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 2 (N, F) or 4 (N, C, H, W)", input_shape)
         if input_shape[0] is None:
-            raise self._shape_error("with a known channel count", batch_shape_str(input_shape))
+            raise self._shape_error("with a known channel count", input_shape)
         if self.built and input_shape[0] != self.channels:
-            raise self._shape_error(f"with {self.channels} channels/features", batch_shape_str(input_shape))
+            raise self._shape_error(f"with {self.channels} channels/features", input_shape)
 
     def build(self, input_shape):
         self.channels = c = input_shape[0]
-        if self.affine:
+        self.gamma = self.beta = None
+        if self._scale:
             self.add_weight("gamma", (c,), "ones", fans=(1, 1))
+        if self._center:
             self.add_weight("beta", (c,), "zeros", fans=(1, 1))
-        else:
-            self.gamma = self.beta = None
         self.add_weight("running_mean", (c,), "zeros", trainable=False, fans=(1, 1))
         self.add_weight("running_var", (c,), "ones", trainable=False, fans=(1, 1))
 
@@ -52,8 +56,8 @@ class BatchNorm(Layer):
             x,
             self.running_mean.value,
             self.running_var.value,
-            self.gamma.value if self.affine else None,
-            self.beta.value if self.affine else None,
+            self.gamma.value if self.gamma is not None else None,
+            self.beta.value if self.beta is not None else None,
             training=batch_stats,
             momentum=self.momentum,
             eps=self.eps,
@@ -67,12 +71,13 @@ class BatchNorm(Layer):
             x,
             self.running_mean.value,
             self.running_var.value,
-            self.gamma.value if self.affine else None,
+            self.gamma.value if self.gamma is not None else None,
             training=batch_stats,
             eps=self.eps,
         )
-        if self.affine:
+        if self.gamma is not None:
             self.gamma.accumulate(gg)
+        if self.beta is not None:
             self.beta.accumulate(gb)
         return gx
 
@@ -84,9 +89,61 @@ class BatchNorm(Layer):
             n *= d
         return n  # one multiply-add per element (scale and shift folded)
 
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile(keeps_input=True)
+
     def get_config(self):
         cfg = super().get_config()
         cfg.update(momentum=self.momentum, eps=self.eps, affine=self.affine)
+        return cfg
+
+
+@register_layer
+class BatchNormalization(BatchNorm):
+    """Keras' ``BatchNormalization(momentum=0.99, epsilon=1e-3, center=True, scale=True)``, over axis 1 (NCHW).
+
+    The arguments mean what they mean in Keras; this thin subclass translates them to BatchNorm's PyTorch
+    convention:
+        momentum (Keras)  the weight of the OLD running statistic: running = momentum * running + (1 - momentum)
+                          * batch. BatchNorm gets ``torch_momentum = 1 - momentum`` (Keras' 0.99 is PyTorch's 0.01).
+        epsilon           added to the variance (Keras' default 1e-3; PyTorch's is 1e-5)
+        center / scale    create beta / gamma, each on its own (BatchNorm's ``affine`` is both at once)
+    Attributes: ``keras_momentum`` (as given), ``momentum`` (inherited: the PyTorch value the computation uses),
+    ``epsilon``, ``center``, ``scale``; ``get_config`` saves the Keras arguments. One difference remains: the running
+    variance is updated with the unbiased batch variance (PyTorch's rule; Keras uses the biased one, smaller by
+    (n-1)/n for n values per channel).
+    """
+
+    def __init__(
+        self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None, trainable=True, input_shape=None
+    ):
+        keras_momentum = float(momentum)
+        if not 0.0 <= keras_momentum <= 1.0:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1] (Keras convention), got {momentum}")
+        super().__init__(
+            momentum=1.0 - keras_momentum,
+            eps=epsilon,
+            affine=bool(center) and bool(scale),
+            name=name,
+            trainable=trainable,
+            input_shape=input_shape,
+        )
+        self.keras_momentum = keras_momentum
+        self.center, self.scale = bool(center), bool(scale)
+        self._center, self._scale = self.center, self.scale
+
+    @property
+    def torch_momentum(self):
+        """The PyTorch momentum the computation uses: 1 - keras_momentum."""
+        return self.momentum
+
+    @property
+    def epsilon(self):
+        return self.eps
+
+    def get_config(self):
+        cfg = Layer.get_config(self)
+        cfg.update(momentum=self.keras_momentum, epsilon=self.eps, center=self.center, scale=self.scale)
         return cfg
 
 
@@ -111,7 +168,7 @@ class LocalResponseNorm(Layer):
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 3:
-            raise self._shape_error("of rank 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 4 (N, C, H, W)", input_shape)
 
     def forward(self, x, training=False):
         return ops.local_response_norm(x, self.size, self.alpha, self.beta, self.k), x

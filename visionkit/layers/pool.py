@@ -5,7 +5,17 @@ Keras), an int or an (h, w) pair (PyTorch: at most half the window). ``strides``
 """
 
 from .. import ops
-from .base import Layer, batch_shape_str, jsonable_padding, norm_padding, pair, register_layer, window_out
+from .base import (
+    Layer,
+    elements,
+    jsonable_padding,
+    norm_padding,
+    pair,
+    profile,
+    recording,
+    register_layer,
+    window_output,
+)
 
 
 class _Pool2D(Layer):
@@ -28,18 +38,19 @@ class _Pool2D(Layer):
 
     def compute_output_shape(self, input_shape):
         c, h, w = input_shape
-        p = self.padding
-        ph, pw = (p, p) if isinstance(p, str) else p
-        (kh, kw), (sh, sw), (dh, dw) = self.pool_size, self.strides, self._dilation
-        return (c, window_out(h, kh, sh, dh, ph, self.ceil_mode), window_out(w, kw, sw, dw, pw, self.ceil_mode))
+        hw = window_output(
+            (h, w), self.pool_size, self.strides, self._dilation, self.padding, pool=True, ceil_mode=self.ceil_mode
+        )
+        return (c,) + hw
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 3:
-            raise self._shape_error("of rank 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 4 (N, C, H, W)", input_shape)
         out = self.compute_output_shape(input_shape)
         if any(d is not None and d <= 0 for d in out[1:]):
+            spatial = tuple(self._eager_shape[2:]) if self._eager_shape is not None else tuple(input_shape[1:])
             raise ValueError(
-                f"layer {self.name!r}: input of spatial size {tuple(input_shape[1:])} is smaller than the pool "
+                f"layer {self.name!r}: input of spatial size {spatial} is smaller than the pool "
                 f"window {self.pool_size}"
             )
 
@@ -79,10 +90,20 @@ class MaxPool2D(_Pool2D):
         return self.dilation
 
     def forward(self, x, training=False):
+        if not recording():  # inference without a tape: the index-free kernel (about 3x faster)
+            y = ops.max_pool2d(
+                x, self.pool_size, self.strides, self.padding, self.dilation, self.ceil_mode, return_indices=False
+            )
+            return y, None
         y, idx = ops.max_pool2d(
             x, self.pool_size, self.strides, self.padding, self.dilation, self.ceil_mode, return_indices=True
         )
         return y, (idx, tuple(x.shape))
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """Keeps the int32 argmax indices (one per output value); no indices without a tape."""
+        n = elements(output_shape)
+        return profile(extra=None if n is None else 4 * n)
 
     def backward(self, grad_out, ctx):
         idx, x_shape = ctx
@@ -130,6 +151,9 @@ class AvgPool2D(_Pool2D):
     def backward(self, grad_out, ctx):
         return ops.avg_pool2d_backward(grad_out, ctx, self.pool_size, **self._kwargs())
 
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile()  # only the input's shape
+
     def get_config(self):
         cfg = super().get_config()
         cfg["count_include_pad"] = self.count_include_pad
@@ -143,11 +167,14 @@ class _GlobalPool(Layer):
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 3:
-            raise self._shape_error("of rank 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 4 (N, C, H, W)", input_shape)
 
     def compute_output_shape(self, input_shape):
         c = input_shape[0]
         return (c, 1, 1) if self.keepdims else (c,)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile()  # the input's shape (GlobalMaxPool2D adds its indices)
 
     def get_config(self):
         cfg = super().get_config()
@@ -178,6 +205,10 @@ class GlobalMaxPool2D(_GlobalPool):
         idx, x_shape = ctx
         return ops.global_max_pool2d_backward(grad_out, idx, x_shape)
 
+    def memory_profile(self, input_shape, output_shape, training):
+        n = elements(output_shape)
+        return profile(extra=None if n is None else 4 * n)  # int32 indices
+
 
 @register_layer
 class ChannelMaxPool(Layer):
@@ -191,7 +222,7 @@ class ChannelMaxPool(Layer):
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) != 3:
-            raise self._shape_error("of rank 4 (N, C, H, W)", batch_shape_str(input_shape))
+            raise self._shape_error("of rank 4 (N, C, H, W)", input_shape)
         if input_shape[0] is not None and input_shape[0] % self.pool_size:
             raise ValueError(
                 f"layer {self.name!r}: input channels ({input_shape[0]}) must be divisible by pool_size "
@@ -209,6 +240,10 @@ class ChannelMaxPool(Layer):
     def backward(self, grad_out, ctx):
         idx, x_shape = ctx
         return ops.channel_max_pool_backward(grad_out, idx, x_shape)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        n = elements(output_shape)
+        return profile(extra=None if n is None else 4 * n)  # int32 indices
 
     def get_config(self):
         cfg = super().get_config()

@@ -1,8 +1,9 @@
-"""Shape-only layers: Flatten and Reshape (no copy: a reshape of a contiguous array)."""
+"""Shape-only layers: Flatten and Reshape (no copy: a reshape of a contiguous array, so the output is a view of
+the input; ``Model`` and eager calls hand the user an independent copy)."""
 
 import math
 
-from .base import Layer, batch_shape_str, register_layer
+from .base import Layer, profile, register_layer
 
 
 def _reshape(x, shape):
@@ -15,7 +16,7 @@ class Flatten(Layer):
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list) or len(input_shape) < 1:
-            raise self._shape_error("of rank >= 2", batch_shape_str(input_shape))
+            raise self._shape_error("of rank >= 2", input_shape)
 
     def compute_output_shape(self, input_shape):
         if any(d is None for d in input_shape):
@@ -28,6 +29,9 @@ class Flatten(Layer):
 
     def backward(self, grad_out, ctx):
         return _reshape(grad_out, ctx)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile(view=True)  # a view of the input; keeps only its shape
 
 
 @register_layer
@@ -50,19 +54,19 @@ class Reshape(Layer):
         if -1 in self.target_shape:
             if total % known:
                 raise ValueError(
-                    f"layer {self.name!r}: cannot reshape {batch_shape_str(input_shape)} to {self.target_shape}"
+                    f"layer {self.name!r}: cannot reshape {self._fmt_input(input_shape)} to {self.target_shape}"
                 )
             return tuple(total // known if d == -1 else d for d in self.target_shape)
         if known != total:
             raise ValueError(
-                f"layer {self.name!r}: cannot reshape {batch_shape_str(input_shape)} ({total} values per sample) "
+                f"layer {self.name!r}: cannot reshape {self._fmt_input(input_shape)} ({total} values per sample) "
                 f"to {self.target_shape} ({known})"
             )
         return self.target_shape
 
     def check_input_shape(self, input_shape, building=False):
         if isinstance(input_shape, list):
-            raise self._shape_error("a single tensor", batch_shape_str(input_shape))
+            raise self._shape_error("a single tensor", input_shape)
         self._resolve(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -74,6 +78,9 @@ class Reshape(Layer):
 
     def backward(self, grad_out, ctx):
         return _reshape(grad_out, ctx)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        return profile(view=True)  # a view of the input; keeps only its shape
 
     def get_config(self):
         cfg = super().get_config()

@@ -14,23 +14,33 @@ import visionkit  # noqa: F401  (sets the thread policy before Numba starts)
 from _harness import RESULTS, THREADS, median_time, record
 
 
+def _timing_off(config):
+    return bool(config.getoption("benchmark_disable", False))
+
+
 @pytest.fixture(scope="session")
-def torch_mod():
+def torch_mod(request):
+    if _timing_off(request.config):
+        pytest.skip("timings disabled (--benchmark-disable): peers are only timed in a real benchmark run")
     torch = pytest.importorskip("torch")
     torch.set_num_threads(THREADS)
     return torch
 
 
 @pytest.fixture(scope="session")
-def ort_mod():
+def ort_mod(request):
+    if _timing_off(request.config):
+        pytest.skip("timings disabled (--benchmark-disable)")
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     return ort
 
 
 @pytest.fixture(scope="session")
-def sgemm_gflops():
+def sgemm_gflops(request):
     """The machine's float32 GEMM rate, measured in this run: the ceiling convolution is compared with."""
+    if _timing_off(request.config):
+        return None
     a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
     t = median_time(lambda: a @ a)
     g = 2 * 1024 ** 3 / t / 1e9

@@ -5,6 +5,7 @@ numba-cuda is optional and costs ~0.3 s to import, so nothing here imports it un
 simulator (NUMBA_ENABLE_CUDASIM=1, used by the tests) is not a GPU and never wins "auto".
 """
 
+import functools
 import os
 
 import numpy as np
@@ -40,7 +41,9 @@ def resolve_device(device="auto"):
     return device
 
 
+@functools.lru_cache(maxsize=None)
 def _require_cuda():
+    """Checked once per process: ops call get_backend("cuda") for every array, and asking the driver is slow."""
     try:
         from numba import cuda
     except Exception as e:  # pragma: no cover - depends on the install

@@ -50,6 +50,8 @@ norm
         c - size//2 .. c + (size-1)//2 (clipped).
     lrn_backward(gy, x, size, alpha, beta, k) -> gx
     batch_norm_stats(x) -> (mean, var)   per channel over N,H,W (or N for 2-D x); var biased; float32 (C,)
+    batch_norm_update_running(running_mean, running_var, mean, var, momentum, n) -> None
+        in place: running = (1-momentum)*running + momentum*batch; the variance made unbiased by n/(n-1)
     batch_norm_forward(x, mean, var, weight, bias, eps) -> y   (weight/bias may be None)
     batch_norm_backward(gy, x, mean, var, weight, eps, training) -> (gx, gweight, gbias)
         training=True: mean/var are the batch statistics and gx flows through them too.
@@ -78,6 +80,7 @@ tensor
     pad_forward(x, pads, mode, value) -> y    mode 0 constant, 1 reflect, 2 replicate
     pad_backward(gy, x_shape, pads, mode) -> gx
     add(a, b) -> a + b
+    add_channel_bias(y, b) -> y               in place: y[:, c] += b[c] (any rank >= 2)
     concat_channels(xs) -> y                  along axis 1
     split_channels(gy, sizes) -> list of arrays
     sum_except_channels(g) -> (C,)            sum over every axis but 1 (bias gradients)

@@ -30,15 +30,17 @@ def out_size(size, k, s, p_total, d):
 
 
 def _use_direct(cg, kh, kw, og):
-    return cg * kh * kw < DIRECT_MAX_TERMS or og < 4
+    return cg * kh * kw < DIRECT_MAX_TERMS
 
 
-def _ow_range(j, sw, pl, dw, W, OW):
-    """Output columns whose input column ow*sw - pl + j*dw falls inside [0, W)."""
+@njit(cache=True, inline="always")
+def _valid_cols(j, sw, dw, pl, W, OW):
+    """For kernel column j: the input column offset, and the output columns [lo, hi) whose input column
+    ow*sw + off lies inside [0, W)."""
     off = j * dw - pl
     lo = 0 if off >= 0 else (-off + sw - 1) // sw
     hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-    return lo, min(max(hi, lo), OW)
+    return off, lo, min(max(hi, lo), OW)
 
 
 # ----------------------------------------------------------------------------------------------- im2col / col2im
@@ -55,10 +57,7 @@ def _im2col_tile(x, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, OW
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
-                off = j * dw - pl
-                lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                hi = min(max(hi, lo), OW)
+                off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                 for b in range(nb):
                     xc = x[n0 + b, c0 + c]
                     for oh in range(oh0, oh1):
@@ -87,10 +86,7 @@ def _col2im_tile(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, 
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
-                off = j * dw - pl
-                lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                hi = min(max(hi, lo), OW)
+                off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                 for b in range(nb):
                     plane = gx[n0 + b, c0 + c]
                     for oh in range(oh0, oh1):
@@ -139,10 +135,7 @@ def _direct_forward(x, w, y, sh, sw, pt, pl, dh, dw, groups):
             for i in range(KH):
                 for j in range(KW):
                     wv = w[o, c, i, j]
-                    off = j * dw - pl
-                    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                    hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                    hi = min(max(hi, lo), OW)
+                    off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                     for oh in range(OH):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
@@ -171,10 +164,7 @@ def _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups):
             for i in range(KH):
                 for j in range(KW):
                     wv = w[o, cl, i, j]
-                    off = j * dw - pl
-                    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                    hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                    hi = min(max(hi, lo), OW)
+                    off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                     for oh in range(OH):
                         ih = oh * sh - pt + i * dh
                         if ih < 0 or ih >= H:
@@ -201,10 +191,7 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
         g = o // Og
         for i in range(KH):
             for j in range(KW):
-                off = j * dw - pl
-                lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                hi = min(max(hi, lo), OW)
+                off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                 acc = 0.0
                 for n in range(N):
                     xc = x[n, g * Cg + c]

@@ -1,6 +1,5 @@
 """CPU fully connected layer: a BLAS GEMM (numpy's OpenBLAS) is already the fastest thing on this machine."""
 
-import numpy as np
 
 
 def linear_forward(x, w, b):

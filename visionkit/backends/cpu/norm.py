@@ -72,9 +72,7 @@ def lrn_backward(gy, x, size, alpha, beta, k):
 
 def _as3d(x):
     """(N, C, H, W) or (N, C) viewed as (N, C, P)."""
-    if x.ndim == 2:
-        return x.reshape(x.shape[0], x.shape[1], 1)
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    return x.reshape(x.shape[0], x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64)))  # explicit: N may be 0
 
 
 @njit(parallel=True, cache=True)
@@ -103,6 +101,16 @@ def batch_norm_stats(x):
     var = np.empty(C, x.dtype)
     launch(_stats, 2 * x.size, x3, mean, var)
     return mean, var
+
+
+def batch_norm_update_running(running_mean, running_var, mean, var, momentum, n):
+    """In place, as PyTorch: running = (1 - momentum) * running + momentum * batch, with the batch variance made
+    unbiased (times n / (n - 1))."""
+    m = float(momentum)
+    running_mean *= 1.0 - m
+    running_mean += (m * mean.astype(np.float64)).astype(running_mean.dtype)
+    running_var *= 1.0 - m
+    running_var += (m * var.astype(np.float64) * (n / (n - 1))).astype(running_var.dtype)
 
 
 @njit(parallel=True, cache=True)

@@ -69,6 +69,33 @@ def _resize_backward(gy, gx, h0, h1, lh, w0, w1, lw):
                 plane[h1[oh], w1[ow]] += a1 * b1 * g
 
 
+@njit(parallel=True, cache=True)
+def _nearest(x, y, hi, wi):
+    """A gather, not the bilinear kernel with zero weights: 0 * inf would turn infinities into NaN."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for oh in range(OH):
+            r = x[n, c, hi[oh]]
+            for ow in range(OW):
+                y[n, c, oh, ow] = r[wi[ow]]
+
+
+@njit(parallel=True, cache=True)
+def _nearest_backward(gy, gx, hi, wi):
+    N, C = gx.shape[0], gx.shape[1]
+    OH, OW = gy.shape[2], gy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for oh in range(OH):
+            r = gx[n, c, hi[oh]]
+            for ow in range(OW):
+                r[wi[ow]] += gy[n, c, oh, ow]
+
+
 def _scale(n_in, n_out, given, align_corners):
     if align_corners:
         return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
@@ -86,11 +113,19 @@ def _tables(in_hw, out_hw, mode, align_corners, scale_hw, dtype):
 
 def interpolate_forward(x, out_hw, mode, align_corners, scale_hw):
     y = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
-    launch(_resize, 4 * y.size, x, y, *_tables(x.shape[2:], out_hw, mode, align_corners, scale_hw, x.dtype))
+    h0, h1, lh, w0, w1, lw = _tables(x.shape[2:], out_hw, mode, align_corners, scale_hw, x.dtype)
+    if mode == 0:
+        launch(_nearest, y.size, x, y, h0, w0)
+    else:
+        launch(_resize, 4 * y.size, x, y, h0, h1, lh, w0, w1, lw)
     return y
 
 
 def interpolate_backward(gy, x_shape, mode, align_corners, scale_hw):
     gx = np.zeros(x_shape, gy.dtype)
-    launch(_resize_backward, 4 * gy.size, gy, gx, *_tables(x_shape[2:], gy.shape[2:], mode, align_corners, scale_hw, gy.dtype))
+    h0, h1, lh, w0, w1, lw = _tables(x_shape[2:], gy.shape[2:], mode, align_corners, scale_hw, gy.dtype)
+    if mode == 0:
+        launch(_nearest_backward, gy.size, gy, gx, h0, w0)
+    else:
+        launch(_resize_backward, 4 * gy.size, gy, gx, h0, h1, lh, w0, w1, lw)
     return gx

@@ -66,6 +66,23 @@ def pad_backward(gy, x_shape, pads, mode):
     return gx
 
 
+@njit(parallel=True, cache=True)
+def _add_channel_bias(y3, b):
+    N, C, P = y3.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        bv = b[c]
+        for p in range(P):
+            y3[n, c, p] += bv
+
+
+def add_channel_bias(y, b):
+    """y[:, c] += b[c], in place; returns y."""
+    launch(_add_channel_bias, y.size, y.reshape(y.shape[0], y.shape[1], -1), b)
+    return y
+
+
 def add(a, b):
     return a + b
 

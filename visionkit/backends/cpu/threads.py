@@ -12,7 +12,7 @@ Two kinds of parallel work run here:
 """
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 
@@ -63,17 +63,32 @@ def _blas_controllers():
 
 
 class _SingleThreadedBlas:
+    """Hold BLAS to one thread while tiles run; nested or concurrent users share one save/restore (the BLAS
+    thread count is process-wide), the last one out restoring it."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = []
+
     def __enter__(self):
-        self.saved = [(c, c.num_threads) for c in _blas_controllers()]
-        for c, n in self.saved:
-            if n != 1:
-                c.set_num_threads(1)
+        cls = _SingleThreadedBlas
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = [(c, c.num_threads) for c in _blas_controllers()]
+                for c, n in cls._saved:
+                    if n != 1:
+                        c.set_num_threads(1)
+            cls._depth += 1
         return self
 
     def __exit__(self, *exc):
-        for c, n in self.saved:
-            if n != 1:
-                c.set_num_threads(n)
+        cls = _SingleThreadedBlas
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0:
+                for c, n in cls._saved:
+                    if n != 1:
+                        c.set_num_threads(n)
 
 
 def run_tiles(tiles, fn, flops, make_state=None):
@@ -102,4 +117,5 @@ def run_tiles(tiles, fn, flops, make_state=None):
 
     with _SingleThreadedBlas():
         futures = [_executor().submit(worker) for _ in range(workers)]
-        return [f.result() for f in futures]
+        wait(futures)  # all of them, even when one failed, before BLAS gets its threads back
+    return [f.result() for f in futures]

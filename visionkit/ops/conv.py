@@ -1,0 +1,118 @@
+"""Convolution and transposed convolution (torch.nn.functional.conv2d / conv_transpose2d semantics)."""
+
+
+from ..device import backend_of
+from ._args import _arr, _check_bias, _check_rank, _expect_shape, _match, _pair, _resolve_padding, conv_output_size
+
+
+def _conv_args(x, weight, stride, padding, dilation, groups, op):
+    _check_rank(x, 4, op)
+    if len(weight.shape) != 4:
+        raise ValueError(f"{op}: weight must be 4-D (out, in/groups, kh, kw), got shape {tuple(weight.shape)}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    groups = int(groups)
+    if min(stride) < 1 or min(dilation) < 1 or groups < 1:
+        raise ValueError(f"{op}: stride, dilation and groups must be >= 1")
+    kernel = tuple(weight.shape[2:])
+    pads = _resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
+    return stride, pads, dilation, groups, kernel
+
+
+def _check_conv(x_shape, w_shape, stride, pads, dilation, groups, op):
+    C, (O, Cg) = x_shape[1], w_shape[:2]
+    if C % groups or O % groups:
+        raise ValueError(f"{op}: in_channels={C} and out_channels={O} must be divisible by groups={groups}")
+    if Cg != C // groups:
+        raise ValueError(f"{op}: weight {tuple(w_shape)} expects {Cg * groups} input channels "
+                         f"(groups={groups}), got {C} (input shape {tuple(x_shape)})")
+    for n, k, s, p, d, axis in ((x_shape[2], w_shape[2], stride[0], pads[0] + pads[1], dilation[0], "height"),
+                                (x_shape[3], w_shape[3], stride[1], pads[2] + pads[3], dilation[1], "width")):
+        if conv_output_size(n, k, s, p, d) < 1:
+            raise ValueError(f"{op}: kernel {k} (dilation {d}) is larger than the padded input {axis} {n + p}")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x = _arr(x)
+    stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, "conv2d")
+    w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
+    _check_conv(x.shape, w.shape, stride, pads, dilation, groups, "conv2d")
+    _check_bias(b, w.shape[0], "conv2d")
+    return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups)
+
+
+def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """(grad_input, grad_weight, grad_bias); grad_bias is None when bias is None."""
+    x, gy = _arr(x), _arr(grad_out)
+    stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, "conv2d")
+    w, gy = _match(weight, x, "weight"), _match(gy, x, "grad_out")
+    _check_conv(x.shape, w.shape, stride, pads, dilation, groups, "conv2d")
+    out = (x.shape[0], w.shape[0], conv_output_size(x.shape[2], w.shape[2], stride[0], pads[0] + pads[1], dilation[0]),
+           conv_output_size(x.shape[3], w.shape[3], stride[1], pads[2] + pads[3], dilation[1]))
+    _expect_shape(gy.shape, out, "conv2d backward")
+    B = backend_of(x)
+    gx = B.conv.conv2d_backward_input(gy, w, tuple(x.shape), stride, pads, dilation, groups)
+    gw = B.conv.conv2d_backward_weight(x, gy, tuple(w.shape), stride, pads, dilation, groups)
+    gb = B.tensor.sum_except_channels(gy) if bias is not None else None
+    return gx, gw, gb
+
+
+def _transpose_geometry(x, weight, stride, padding, output_padding, groups, dilation):
+    _check_rank(x, 4, "conv_transpose2d")
+    if len(weight.shape) != 4:
+        raise ValueError(f"conv_transpose2d: weight must be 4-D (in, out/groups, kh, kw), got {tuple(weight.shape)}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    ph, pw = _pair(padding, "padding")
+    oph, opw = _pair(output_padding, "output_padding")
+    groups = int(groups)
+    if oph >= max(stride[0], dilation[0]) or opw >= max(stride[1], dilation[1]) or min(oph, opw) < 0:
+        raise ValueError(f"conv_transpose2d: output_padding {(oph, opw)} must be smaller than stride or dilation")
+    C, (Ci, Og, KH, KW) = x.shape[1], weight.shape
+    if C != Ci:
+        raise ValueError(f"conv_transpose2d: weight {tuple(weight.shape)} expects {Ci} input channels, got {C}")
+    if C % groups:
+        raise ValueError(f"conv_transpose2d: in_channels={C} must be divisible by groups={groups}")
+    H, W = x.shape[2:]
+    OH = (H - 1) * stride[0] - 2 * ph + dilation[0] * (KH - 1) + oph + 1
+    OW = (W - 1) * stride[1] - 2 * pw + dilation[1] * (KW - 1) + opw + 1
+    if OH < 1 or OW < 1:
+        raise ValueError(f"conv_transpose2d: padding {(ph, pw)} leaves an empty output")
+    out_shape = (x.shape[0], Og * groups, OH, OW)
+    # output_padding only enlarges the output at the bottom/right: rows no window of the adjoint conv reaches
+    return out_shape, stride, (ph, ph, pw, pw), dilation, groups
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """The adjoint of conv2d: weight is IOHW (in, out/groups, kh, kw)."""
+    x = _arr(x)
+    out_shape, stride, pads, dilation, groups = _transpose_geometry(
+        x, weight, stride, padding, output_padding, groups, dilation)
+    w = _match(weight, x, "weight")
+    _check_bias(bias, out_shape[1], "conv_transpose2d")
+    B = backend_of(x)
+    # the forward of the transposed conv is conv2d's input gradient, with output_padding as extra bottom/right pad
+    y = B.conv.conv2d_backward_input(x, w, out_shape, stride, pads, dilation, groups)
+    if bias is not None:
+        y = _add_channel_bias(y, _match(bias, x, "bias"))
+    return y
+
+
+def conv_transpose2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                              dilation=1):
+    x, gy = _arr(x), _arr(grad_out)
+    out_shape, stride, pads, dilation, groups = _transpose_geometry(
+        x, weight, stride, padding, output_padding, groups, dilation)
+    w, gy = _match(weight, x, "weight"), _match(gy, x, "grad_out")
+    _expect_shape(gy.shape, out_shape, "conv_transpose2d backward")
+    B = backend_of(x)
+    gx = B.conv.conv2d_forward(gy, w, None, stride, pads, dilation, groups)
+    if tuple(gx.shape) != tuple(x.shape):  # output_padding >= stride (allowed when dilation > stride): crop,
+        # which is the adjoint of zero-padding at the bottom/right, on whichever device gx lives
+        extra = (0, gx.shape[2] - x.shape[2], 0, gx.shape[3] - x.shape[3])
+        gx = B.tensor.pad_backward(gx, tuple(x.shape), extra, 0)
+    gw = B.conv.conv2d_backward_weight(gy, x, tuple(w.shape), stride, pads, dilation, groups)
+    gb = B.tensor.sum_except_channels(gy) if bias is not None else None
+    return gx, gw, gb
+
+
+def _add_channel_bias(y, b):
+    return backend_of(y).tensor.add_channel_bias(y, b)

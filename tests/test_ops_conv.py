@@ -253,7 +253,8 @@ def test_conv_transpose2d_vs_torch(name):
 
 @pytest.mark.parametrize("tile_elems", [1, 36 * 50, 36 * 150], ids=["one-row-bands", "six-row-bands", "two-images"])
 @pytest.mark.parametrize("k,kw", [(3, dict(padding=1)), (3, dict(stride=2, padding=1)), (3, dict(dilation=2, padding=2)),
-                                  (1, dict())], ids=["pad1", "stride2", "dilation2", "pointwise"])
+                                  (2, dict(padding="same")), (3, dict(padding=(0, 2))), (1, dict())],
+                         ids=["pad1", "stride2", "dilation2", "even-same", "uneven-pad", "pointwise"])
 def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     """The im2col+GEMM path cuts work into tiles (bands of output rows, or runs of whole images) and runs them on
     pool threads; every tiling, threaded even at tiny sizes, must give the reference's answer, the two-phase
@@ -264,13 +265,13 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     monkeypatch.setattr(conv_mod, "MIN_TILE_COLS", 1)
     monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
     rng = np.random.default_rng(21)
-    x, w, b = _rand(rng, (5, 4, 9, 8), np.float64), _rand(rng, (6, 4, k, k), np.float64), _rand(rng, (6,), np.float64)
-    if k == 1:  # 4 terms per output would take the direct kernel: make the pointwise conv wide enough for GEMM
-        x, w = _rand(rng, (5, 40, 9, 8), np.float64), _rand(rng, (6, 40, 1, 1), np.float64)
+    c = 40 if k == 1 else 8  # enough terms per output (c*k*k >= 32) for the GEMM path rather than direct
+    x, w, b = _rand(rng, (5, c, 9, 8), np.float64), _rand(rng, (6, c, k, k), np.float64), _rand(rng, (6,), np.float64)
     y = ops.conv2d(x, w, b, **kw)
     assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
-    wt = _rand(rng, (x.shape[1], 6, k, k), np.float64)
-    assert_close(ops.conv_transpose2d(x, wt, **kw), ref.conv_transpose2d(x, wt, **kw), np.float64)
+    if not isinstance(kw.get("padding"), str):  # conv_transpose2d takes numeric padding only, as in PyTorch
+        wt = _rand(rng, (x.shape[1], 6, k, k), np.float64)
+        assert_close(ops.conv_transpose2d(x, wt, **kw), ref.conv_transpose2d(x, wt, **kw), np.float64)
     g = _rand(rng, y.shape, np.float64)
     gx, gw, gb = ops.conv2d_backward(g, x, w, b, **kw)
     monkeypatch.setattr(conv_mod, "TILE_ELEMS", 1 << 18)

@@ -143,9 +143,12 @@ class Conv2D(_ConvCommon):
     def _conv_kwargs(self):
         return dict(stride=self.strides, padding=self.padding, dilation=self.dilation_rate, groups=self.groups)
 
+    def _weight(self):
+        return self.kernel
+
     def forward(self, x, training=False):
         b = self.bias.value if self.bias is not None else None
-        z = ops.conv2d(x, self.kernel.value, b, **self._conv_kwargs())
+        z = ops.conv2d(x, self._weight().value, b, **self._conv_kwargs())
         y = activate(z, self.activation)
         return y, (x, z, y)
 
@@ -153,8 +156,8 @@ class Conv2D(_ConvCommon):
         x, z, y = ctx
         gz = activate_backward(grad_out, z, y, self.activation)
         b = self.bias.value if self.bias is not None else None
-        gx, gw, gb = ops.conv2d_backward(gz, x, self.kernel.value, b, **self._conv_kwargs())
-        self.kernel.accumulate(gw)
+        gx, gw, gb = ops.conv2d_backward(gz, x, self._weight().value, b, **self._conv_kwargs())
+        self._weight().accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)
         return gx
@@ -226,21 +229,12 @@ class DepthwiseConv2D(_ConvCommon):
     def _conv_kwargs(self):
         return dict(stride=self.strides, padding=self.padding, dilation=self.dilation_rate, groups=self.in_channels)
 
-    def forward(self, x, training=False):
-        b = self.bias.value if self.bias is not None else None
-        z = ops.conv2d(x, self.depthwise_kernel.value, b, **self._conv_kwargs())
-        y = activate(z, self.activation)
-        return y, (x, z, y)
+    def _weight(self):
+        return self.depthwise_kernel
 
-    def backward(self, grad_out, ctx):
-        x, z, y = ctx
-        gz = activate_backward(grad_out, z, y, self.activation)
-        b = self.bias.value if self.bias is not None else None
-        gx, gw, gb = ops.conv2d_backward(gz, x, self.depthwise_kernel.value, b, **self._conv_kwargs())
-        self.depthwise_kernel.accumulate(gw)
-        if self.bias is not None:
-            self.bias.accumulate(gb)
-        return gx
+    # a depthwise conv is a grouped conv (groups = channels): Conv2D's forward and backward serve as they are
+    forward = Conv2D.forward
+    backward = Conv2D.backward
 
     def count_macs(self, input_shape, output_shape):
         o, oh, ow = output_shape

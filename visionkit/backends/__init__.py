@@ -98,3 +98,9 @@ ACTIVATIONS = {
     "hardswish": 7,
     "linear": 8,
 }
+
+
+def conv_output_size(in_size, kernel, stride, pad_total, dilation=1):
+    """Output extent of a convolution or pooling window slid over in_size + pad_total (floor mode); the one
+    formula the ops and both backends share."""
+    return (in_size + pad_total - dilation * (kernel - 1) - 1) // stride + 1

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..backends import conv_output_size  # noqa: F401  (re-exported by visionkit.ops)
 from ..device import backend_of, get_backend, is_device_array, resolve_device
 
 
@@ -53,11 +54,6 @@ def _expect_shape(got, want, op, what="grad_out"):
     """Backward passes index arrays by shapes they are told: a wrong one must stop here, not in a kernel."""
     if tuple(got) != tuple(want):
         raise ValueError(f"{op}: {what} has shape {tuple(got)}, expected {tuple(want)}")
-
-
-def conv_output_size(in_size, kernel, stride, pad_total, dilation=1):
-    """Output extent of a convolution or pooling window slid over in_size + pad_total."""
-    return (in_size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def same_padding(in_hw, kernel, stride, dilation=(1, 1)):

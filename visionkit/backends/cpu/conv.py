@@ -16,6 +16,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from .. import conv_output_size
 from .threads import launch, num_workers, run_tiles
 
 # A GEMM over fewer terms than this per output is dominated by im2col traffic: go direct.
@@ -23,10 +24,6 @@ DIRECT_MAX_TERMS = 32
 # im2col columns per tile: about 1 MB of float32, so a tile's columns stay in L2 until its GEMM reads them.
 TILE_ELEMS = 1 << 18
 MIN_TILE_COLS = 256  # narrower GEMMs lose more to call overhead than they gain in cache
-
-
-def out_size(size, k, s, p_total, d):
-    return (size + p_total - d * (k - 1) - 1) // s + 1
 
 
 def _use_direct(cg, kh, kw, og):
@@ -387,8 +384,8 @@ def _geometry(x_shape, w_shape, stride, pads, dilation, groups, y_shape=None):
     if y_shape is not None:
         OH, OW = y_shape[2], y_shape[3]
     else:
-        OH = out_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
-        OW = out_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
+        OH = conv_output_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
+        OW = conv_output_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
     return N, C, H, W, O, Cg, KH, KW, OH, OW, O // groups
 
 

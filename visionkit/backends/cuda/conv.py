@@ -24,6 +24,7 @@ the flip would cost an extra kernel and buffer for the flipped weights).
 import numpy as np
 from numba import cuda, float64
 
+from .. import conv_output_size
 from . import gemm as _g
 from .tensor import (
     RED_TPB,
@@ -42,10 +43,6 @@ DIRECT_MAX_TERMS = 32
 COL_BYTES = 256 << 20
 
 
-def out_size(size, k, s, p_total, d):
-    return (size + p_total - d * (k - 1) - 1) // s + 1
-
-
 def _use_direct(cg, kh, kw, og):
     return cg * kh * kw < DIRECT_MAX_TERMS or og < 4
 
@@ -60,8 +57,8 @@ def _geometry(x_shape, w_shape, stride, pads, dilation, groups, y_shape=None):
             raise ValueError(f"conv2d backward: grad_out has shape {tuple(y_shape)}, expected ({N}, {O}, ...)")
         OH, OW = int(y_shape[2]), int(y_shape[3])
     else:
-        OH = out_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
-        OW = out_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
+        OH = conv_output_size(H, KH, stride[0], pads[0] + pads[1], dilation[0])
+        OW = conv_output_size(W, KW, stride[1], pads[2] + pads[3], dilation[1])
     return N, C, H, W, O, Cg, KH, KW, OH, OW, O // groups
 
 

@@ -676,3 +676,21 @@ def test_every_function_keeps_the_dtype(dtype):
     close(H(outs["softmax"]), C.act.softmax_forward(s_in, True), dtype, atol=1e-6)
     close(H(outs["resize"]), C.resize.interpolate_forward(x, (4, 5), 1, False, (0.75, 0.6)), dtype, atol=1e-6)
     close(H(outs["bn"]), C.norm.batch_norm_forward(x, H(v2), H(v2), H(v2), H(v2), 1e-5), dtype, atol=1e-5)
+
+
+def test_scale_channels_and_relu6_twins():
+    from visionkit import ops
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 2, 3)).astype(np.float32)
+    s = rng.standard_normal((2, 3)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_allclose(H(ops.scale_channels(D(x), D(s))), ops.scale_channels(x, s), rtol=1e-6)
+    gx, gs = ops.scale_channels_backward(D(g), D(x), D(s))
+    ex, es = ops.scale_channels_backward(g, x, s)
+    np.testing.assert_allclose(H(gx), ex, rtol=1e-6)
+    np.testing.assert_allclose(H(gs), es, rtol=1e-5, atol=1e-6)
+    v = np.array([-1, 3, 9, np.nan], np.float32)
+    np.testing.assert_array_equal(H(ops.relu6(D(v))), ops.relu6(v))
+    np.testing.assert_array_equal(H(ops.relu6_backward(D(np.ones(4, np.float32)), D(v))),
+                                  ops.relu6_backward(np.ones(4, np.float32), v))

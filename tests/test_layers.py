@@ -648,3 +648,28 @@ def test_maxpool_without_a_tape_asks_for_no_indices(monkeypatch):
     assert calls == [False, True, False] and ctx is not None and ctx3 is None
     np.testing.assert_array_equal(y, y2)
     np.testing.assert_array_equal(y, y3)
+
+
+def test_multiply_rescales_channels_like_a_squeeze_and_excitation_block():
+    torch = pytest.importorskip("torch")
+    import visionkit as vk
+
+    inp = vk.Input((6, 4, 4))
+    s = L.Dense(6, activation="sigmoid")(L.Dense(2, activation="relu")(L.GlobalAvgPool2D()(inp)))
+    model = vk.Model(inp, L.Multiply()([inp, s]), seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 6, 4, 4)).astype(np.float32)
+    y = model(x, training=True)
+    d1, d2 = [l for l in model.layers if isinstance(l, L.Dense)]
+    xt = torch.tensor(x, requires_grad=True)
+    w1, b1 = (torch.tensor(p.value, requires_grad=True) for p in d1.parameters())
+    w2, b2 = (torch.tensor(p.value, requires_grad=True) for p in d2.parameters())
+    st = torch.sigmoid(torch.relu(xt.mean(dim=(2, 3)) @ w1.T + b1) @ w2.T + b2)
+    yt = xt * st[:, :, None, None]
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    gx = model.backward(g)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(list(d1.parameters())[0].grad, w1.grad.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="Multiply"):
+        vk.Model(inp, L.Multiply()([inp, L.Conv2D(6, 3, padding="same")(inp)]))

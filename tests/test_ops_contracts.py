@@ -86,3 +86,25 @@ def test_dropout_backward_with_everything_dropped():
     y, mask = ops.dropout(_ones(2, 3), p=1.0, return_mask=True)
     assert np.all(y == 0)
     np.testing.assert_array_equal(ops.dropout_backward(gy, mask, 1.0), np.zeros((2, 3), F32))
+
+
+def test_relu6_matches_its_definition_and_keeps_nan():
+    x = np.array([-1, 0, 3, 6, 7, np.nan], F32)
+    np.testing.assert_array_equal(ops.relu6(x), [0, 0, 3, 6, 6, np.nan])
+    np.testing.assert_array_equal(ops.relu6_backward(np.ones(6, F32), x), [0, 0, 1, 0, 0, 0])
+
+
+def test_scale_channels_forward_and_gradients():
+    from gradcheck import check_gradients
+
+    rng = np.random.default_rng(3)
+    x, s = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 1, 1))
+    np.testing.assert_allclose(ops.scale_channels(x, s), x * s)
+    g = rng.standard_normal(x.shape)
+    gx, gs = ops.scale_channels_backward(g, x, s)
+    np.testing.assert_allclose(gx, g * s)
+    np.testing.assert_allclose(gs, (g * x).sum(axis=(2, 3), keepdims=True))
+    assert gs.shape == s.shape
+    with pytest.raises(ValueError, match="scale must be"):
+        ops.scale_channels(x, rng.standard_normal((2, 3, 2, 1)))
+    check_gradients(ops.scale_channels, [x, s], lambda r, a, b: ops.scale_channels_backward(r, a, b))

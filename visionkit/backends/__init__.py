@@ -81,6 +81,8 @@ tensor
     pad_backward(gy, x_shape, pads, mode) -> gx
     add(a, b) -> a + b
     add_channel_bias(y, b) -> y               in place: y[:, c] += b[c] (any rank >= 2)
+    scale_channels(x, s) -> y                 y[n, c] = x[n, c] * s[n, c], s (N, C) (squeeze-and-excitation)
+    scale_channels_backward(gy, x, s) -> (gx, gs)
     concat_channels(xs) -> y                  along axis 1
     split_channels(gy, sizes) -> list of arrays
     sum_except_channels(g) -> (C,)            sum over every axis but 1 (bias gradients)
@@ -97,6 +99,7 @@ ACTIVATIONS = {
     "hardsigmoid": 6,
     "hardswish": 7,
     "linear": 8,
+    "relu6": 9,
 }
 
 

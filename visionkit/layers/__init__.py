@@ -16,7 +16,7 @@ from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .dense import Dense
 from .dropout import Dropout
 from .initializers import set_seed
-from .merge import Add, Concat
+from .merge import Add, Concat, Multiply
 from .norm import BatchNorm, BatchNormalization, LocalResponseNorm
 from .pool import AvgPool2D, ChannelMaxPool, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from .reshape import Flatten, Reshape
@@ -58,6 +58,7 @@ __all__ = [
     "Activation",
     "Add",
     "Concat",
+    "Multiply",
     "UpSampling2D",
     "MaxPooling2D",
     "AveragePooling2D",

@@ -1,26 +1,16 @@
 """Activations: the ``Activation`` layer, and the fused activation of Conv/Dense layers (``activation="relu"``).
 
-Names are those of ``visionkit.ops.activation``: "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid",
+Names are those of ``visionkit.ops.activation``: "relu", "relu6", "leaky_relu", "elu", "selu", "tanh", "sigmoid",
 "hardsigmoid", "hardswish", "linear", "softmax", "log_softmax" (softmax and log_softmax along the channel axis, 1).
 A fused activation is applied after the layer's linear part, and its backward runs first in the layer's backward.
 """
 
 from .. import ops
+from ..backends import ACTIVATIONS
 from .base import Layer, profile, register_layer
 
-ACTIVATION_NAMES = (
-    "relu",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "tanh",
-    "sigmoid",
-    "hardsigmoid",
-    "hardswish",
-    "linear",
-    "softmax",
-    "log_softmax",
-)
+# the elementwise ones of the backends (one list, so a new kernel activation is usable here at once) + softmaxes
+ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("softmax", "log_softmax")
 
 # Keras spellings that mean the same thing
 _ALIASES = {"hard_sigmoid": "hardsigmoid", "hard_swish": "hardswish", "swish_hard": "hardswish", "none": "linear"}

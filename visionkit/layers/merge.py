@@ -1,7 +1,8 @@
-"""Merge layers: Add (residual connections) and Concat (inception blocks, skip connections). They take a list."""
+"""Merge layers: Add (residual connections), Concat (inception blocks, skip connections) and Multiply (per-channel
+rescaling, as in squeeze-and-excitation blocks). They take a list."""
 
 from .. import ops
-from .base import Layer, profile, register_layer
+from .base import Layer, elements, profile, register_layer
 
 
 def _compatible(a, b):
@@ -96,3 +97,42 @@ class Concat(Layer):
         cfg = super().get_config()
         cfg["axis"] = self.axis
         return cfg
+
+
+@register_layer
+class Multiply(Layer):
+    """``[x, s]`` -> x rescaled per channel: x is (N, C, H, W), s is (N, C) or (N, C, 1, 1), as the squeeze-and-
+    excitation block of SENet multiplies feature maps by their channel weights. Keras' Multiply also multiplies
+    same-shaped tensors; visionkit's covers the broadcast a CNN needs and refuses other shapes."""
+
+    multi_input = True
+
+    def check_input_shape(self, input_shape, building=False):
+        ok = isinstance(input_shape, list) and len(input_shape) == 2
+        if ok:
+            x, s = input_shape
+            ok = len(x) >= 1 and len(s) >= 1 and _compatible(s[:1], x[:1]) and all(d in (1, None) for d in s[1:])
+        if not ok:
+            raise ValueError(
+                f"layer {self.name!r} (Multiply) takes [x, scale] with x (N, C, ...) and scale (N, C) or "
+                f"(N, C, 1, 1), got {self._fmt_input(input_shape) if isinstance(input_shape, list) else input_shape}"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def forward(self, xs, training=False):
+        x, s = xs
+        return ops.scale_channels(x, s), (x, s)
+
+    def backward(self, grad_out, ctx):
+        x, s = ctx
+        gx, gs = ops.scale_channels_backward(grad_out, x, s)
+        return [gx, gs]
+
+    def count_macs(self, input_shape, output_shape):
+        return elements(output_shape)
+
+    def memory_profile(self, input_shape, output_shape, training):
+        """Keeps both inputs: x for the scale's gradient, the scale for x's."""
+        return profile(keeps_input=True)

@@ -9,8 +9,8 @@ kernels behind it in visionkit/backends/. One module per op family, mirroring th
 from ._args import conv_output_size, pool_output_size, same_padding, to_device, to_numpy
 from .act import (activation, activation_backward, dropout, dropout_backward, elu, elu_backward, hardsigmoid,
                   hardsigmoid_backward, hardswish, hardswish_backward, leaky_relu, leaky_relu_backward, log_softmax,
-                  log_softmax_backward, relu, relu_backward, selu, selu_backward, sigmoid, sigmoid_backward, softmax,
-                  softmax_backward, tanh, tanh_backward)
+                  log_softmax_backward, relu, relu6, relu6_backward, relu_backward, selu, selu_backward, sigmoid,
+                  sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward)
 from .conv import conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from .dense import linear, linear_backward
 from .norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
@@ -19,7 +19,7 @@ from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_m
                    global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward, max_pool2d,
                    max_pool2d_backward)
 from .resize import interpolate, interpolate_backward
-from .tensor import add, concat, concat_backward, pad, pad_backward
+from .tensor import add, concat, concat_backward, pad, pad_backward, scale_channels, scale_channels_backward
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_transpose2d", "conv_transpose2d_backward",
@@ -29,10 +29,11 @@ __all__ = [
     "channel_max_pool", "channel_max_pool_backward",
     "local_response_norm", "local_response_norm_backward", "batch_norm", "batch_norm_backward",
     "linear", "linear_backward",
-    "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "hardsigmoid", "hardswish",
-    "relu_backward", "leaky_relu_backward", "elu_backward", "selu_backward", "tanh_backward", "sigmoid_backward",
-    "hardsigmoid_backward", "hardswish_backward", "activation", "activation_backward",
+    "relu", "relu6", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "hardsigmoid", "hardswish",
+    "relu_backward", "relu6_backward", "leaky_relu_backward", "elu_backward", "selu_backward", "tanh_backward",
+    "sigmoid_backward", "hardsigmoid_backward", "hardswish_backward", "activation", "activation_backward",
     "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "dropout", "dropout_backward", "interpolate", "interpolate_backward", "pad", "pad_backward",
-    "add", "concat", "concat_backward", "same_padding", "conv_output_size", "pool_output_size", "to_device", "to_numpy",
+    "add", "concat", "concat_backward", "scale_channels", "scale_channels_backward",
+    "same_padding", "conv_output_size", "pool_output_size", "to_device", "to_numpy",
 ]

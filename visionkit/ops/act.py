@@ -26,6 +26,10 @@ def relu(x):
     return _act(x, "relu")
 
 
+def relu6(x):
+    return _act(x, "relu6")
+
+
 def leaky_relu(x, negative_slope=0.01):
     return _act(x, "leaky_relu", float(negative_slope))
 
@@ -56,6 +60,10 @@ def hardswish(x):
 
 def relu_backward(grad_out, x):
     return _act_back(grad_out, x, None, "relu")
+
+
+def relu6_backward(grad_out, x):
+    return _act_back(grad_out, x, None, "relu6")
 
 
 def leaky_relu_backward(grad_out, x, negative_slope=0.01):

@@ -59,6 +59,30 @@ def add(*xs):
     return y
 
 
+def _scale_args(x, scale, op):
+    x = _arr(x)
+    s = _match(_arr(scale), x, "scale")
+    if len(x.shape) < 2 or tuple(s.shape[:2]) != tuple(x.shape[:2]) or any(d != 1 for d in s.shape[2:]):
+        raise ValueError(f"{op}: scale must be (N, C) or (N, C, 1, 1) for an input {tuple(x.shape)}, "
+                         f"got {tuple(s.shape)}")
+    return x, s.reshape(x.shape[0], x.shape[1]) if len(s.shape) != 2 else s
+
+
+def scale_channels(x, scale):
+    """x * scale per channel, scale (N, C) or (N, C, 1, 1): the multiply of a squeeze-and-excitation block."""
+    x, s = _scale_args(x, scale, "scale_channels")
+    return backend_of(x).tensor.scale_channels(x, s)
+
+
+def scale_channels_backward(grad_out, x, scale):
+    """(grad_x, grad_scale), grad_scale shaped like scale."""
+    x, s = _scale_args(x, scale, "scale_channels backward")
+    gy = _match(_arr(grad_out), x, "grad_out")
+    _expect_shape(gy.shape, x.shape, "scale_channels backward")
+    gx, gs = backend_of(x).tensor.scale_channels_backward(gy, x, s)
+    return gx, gs.reshape(tuple(scale.shape))
+
+
 def concat(xs, dim=1):
     """Concatenate along channels (dim=1), as inception blocks and skip connections do."""
     xs = [_arr(a) for a in xs]

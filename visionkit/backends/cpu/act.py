@@ -44,6 +44,8 @@ def _act(v, code, a):
         if v >= 3.0:
             return v
         return v * (v + 3.0) / 6.0
+    if code == 9:  # relu6; the comparisons keep NaN
+        return 0.0 if v < 0 else (6.0 if v > 6.0 else v)
     return v
 
 
@@ -70,6 +72,8 @@ def _dact(g, v, out, code, a):
         if v <= 3.0:
             return g * (v / 3.0 + 0.5)
         return g
+    if code == 9:
+        return g if 0.0 < v < 6.0 else 0.0
     return g
 
 

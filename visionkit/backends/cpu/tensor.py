@@ -83,6 +83,50 @@ def add_channel_bias(y, b):
     return y
 
 
+@njit(parallel=True, cache=True)
+def _scale_channels(x3, s, y3):
+    N, C, P = x3.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        v = s[n, c]
+        for p in range(P):
+            y3[n, c, p] = x3[n, c, p] * v
+
+
+@njit(parallel=True, cache=True)
+def _scale_channels_backward(gy3, x3, s, gx3, gs):
+    N, C, P = x3.shape
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        v = s[n, c]
+        acc = 0.0
+        for p in range(P):
+            g = gy3[n, c, p]
+            gx3[n, c, p] = g * v
+            acc += g * x3[n, c, p]
+        gs[n, c] = acc
+
+
+def _as3d(a):
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
+
+
+def scale_channels(x, s):
+    """y[n, c] = x[n, c] * s[n, c] (s is (N, C)): squeeze-and-excitation's rescaling."""
+    y = np.empty_like(x)
+    launch(_scale_channels, x.size, _as3d(x), s, _as3d(y))
+    return y
+
+
+def scale_channels_backward(gy, x, s):
+    gx = np.empty_like(x)
+    gs = np.empty(s.shape, x.dtype)
+    launch(_scale_channels_backward, 2 * x.size, _as3d(gy), _as3d(x), s, _as3d(gx), gs)
+    return gx, gs
+
+
 def add(a, b):
     return a + b
 

@@ -69,6 +69,8 @@ def _act_kernels(dtype):
             if v >= three:
                 return v
             return v * (v + three) / six
+        if code == 9:  # relu6; the comparisons keep NaN
+            return z if v < z else (six if v > six else v)
         return v
 
     @cuda.jit(device=True, inline=True)
@@ -94,6 +96,8 @@ def _act_kernels(dtype):
             if v <= three:
                 return g * (v / three + half)
             return g
+        if code == 9:
+            return g if z < v < six else z
         return g
 
     @cuda.jit

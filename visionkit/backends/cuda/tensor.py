@@ -387,3 +387,54 @@ def sum_except_channels(g):
         _channel_sum_part[(C, k), red_threads(length)](g3, length, part)
         finish_sums(part, out)
     return out
+
+
+# ----------------------------------------------------------------------------------------------- channel scaling
+
+
+@cuda.jit
+def _scale_channels(x, s, y, C, P):
+    i = cuda.grid(1)
+    if i < x.size:
+        q = i // P
+        y[i] = x[i] * s[q // C, q % C]
+
+
+@cuda.jit
+def _scale_channels_grad(gy3, x3, s, gx3, gs):
+    """One block per (n, c): gx = gy * s over the plane, gs = the plane's sum of gy * x."""
+    nc = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    C, P = x3.shape[1], x3.shape[2]
+    n = nc // C
+    c = nc - n * C
+    v = s[n, c]
+    acc = 0.0
+    for p in range(tid, P, nt):
+        g = gy3[n, c, p]
+        gx3[n, c, p] = g * v
+        acc += g * x3[n, c, p]
+    buf = cuda.shared.array(RED_TPB, float64)
+    tot = block_sum(buf, tid, nt, acc)
+    if tid == 0:
+        gs[n, c] = tot
+
+
+def scale_channels(x, s):
+    """y[n, c] = x[n, c] * s[n, c] (s is (N, C)): squeeze-and-excitation's rescaling."""
+    y = empty(tuple(x.shape), x.dtype)
+    if x.size:
+        P = x.size // max(1, x.shape[0] * x.shape[1])
+        _scale_channels[grid1d(x.size), TPB](flat(x), s, flat(y), int(x.shape[1]), int(P))
+    return y
+
+
+def scale_channels_backward(gy, x, s):
+    gx = empty(tuple(x.shape), x.dtype)
+    gs = empty(tuple(s.shape), x.dtype)
+    x3 = _as3d(x)
+    if x.size:
+        _scale_channels_grad[int(x3.shape[0] * x3.shape[1]), red_threads(x3.shape[2])](_as3d(gy), x3, s, _as3d(gx),
+                                                                                          gs)
+    return gx, gs

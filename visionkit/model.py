@@ -500,6 +500,13 @@ class Model(Layer):
             f"model {self.name!r} has no layer named {name!r}; it has: {', '.join(l.name for l in self.layers)}"
         )
 
+    def to_fully_convolutional(self, name=None):
+        """This classifier with its Dense head as convolutions: one pass over any image size gives the map of
+        window scores (see visionkit.fcn). The new model uses this one's weight arrays."""
+        from .fcn import to_fully_convolutional
+
+        return to_fully_convolutional(self, name=name)
+
     def count_params(self):
         return sum(p.size for p in self.parameters())
 

@@ -1,0 +1,86 @@
+"""Typed results of the tasks, the same objects for Python users and for the CLI's --json.
+
+Every result knows its source (path, frame), the image size, the task, the model, and per-stage times in
+milliseconds; ``to_dict()`` gives plain JSON-ready types and ``to_json()`` the text.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ClassScore:
+    class_id: int
+    name: str
+    score: float
+
+
+@dataclass
+class Box:
+    """A detection: corners in pixels of the original image, confidence, class, optional landmarks [(x, y)]."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    class_id: int = 0
+    name: str = ""
+    landmarks: list = field(default_factory=list)
+
+    @property
+    def width(self):
+        return self.x2 - self.x1
+
+    @property
+    def height(self):
+        return self.y2 - self.y1
+
+
+@dataclass
+class Result:
+    """One image's (or video frame's) result for any task."""
+
+    source: str
+    width: int
+    height: int
+    task: str
+    model: str
+    frame: int = None
+    classes: list = field(default_factory=list)      # classify: top-k ClassScore, best first
+    boxes: list = field(default_factory=list)        # detect: Box, best first
+    mask_classes: list = field(default_factory=list)  # segment: class names of the mask's values
+    mask: object = None                              # segment: H x W int array (not in JSON; saved as an image)
+    times_ms: dict = field(default_factory=dict)     # preprocess / inference / postprocess
+
+    def summary(self):
+        """The words of the per-image line: '3 faces', 'tabby cat 0.92', '2 classes'."""
+        if self.task == "classify" and self.classes:
+            return f"{self.classes[0].name} {self.classes[0].score:.2f}"
+        if self.task == "detect":
+            counts = {}
+            for b in self.boxes:
+                counts[b.name or str(b.class_id)] = counts.get(b.name or str(b.class_id), 0) + 1
+            if not counts:
+                return "no detections"
+            return ", ".join(f"{n} {name}{'' if n == 1 else 's'}" for name, n in counts.items())
+        if self.task == "segment" and self.mask is not None:
+            return f"{len(np.unique(self.mask))} classes"
+        return ""
+
+    def to_dict(self):
+        d = asdict(self)
+        d.pop("mask")
+        for k in ("classes", "boxes"):
+            if not d[k]:
+                d.pop(k)
+        if not d["mask_classes"]:
+            d.pop("mask_classes")
+        if d["frame"] is None:
+            d.pop("frame")
+        return d
+
+    def to_json(self, **kw):
+        return json.dumps(self.to_dict(), **kw)

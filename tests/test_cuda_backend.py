@@ -357,6 +357,7 @@ def act_ref(x, name, a):
         "hardsigmoid": np.clip(x / 6 + 0.5, 0, 1),
         "hardswish": x * np.clip(x + 3, 0, 6) / 6,
         "linear": x,
+        "relu6": np.clip(x, 0, 6),
     }[name]
 
 
@@ -377,6 +378,7 @@ def test_activations(dtype):
         num = (act_ref(x + h, name, a) - act_ref(x - h, name, a)) / (2 * h) * gy
         ok = np.abs(np.abs(x) - 3) > 0.01
         ok &= np.abs(x) > 0.01
+        ok &= np.abs(x - 6) > 0.01
         close(gx[ok], num[ok], rtol=2e-2 if dtype == np.float32 else 1e-5, atol=1e-3)
 
 

@@ -1,0 +1,9 @@
+"""visionkit's built-in plugins: registered through the same pluggy hooks (``visionkit.hookspecs``) a third-party
+plugin implements, so the core knows no architecture or task by name.
+
+    visionkit.builtins.architectures   the model zoo: ``register_architectures`` (one family per module)
+"""
+
+BUILTIN_PLUGINS = ("visionkit.builtins.architectures",)
+
+__all__ = ["BUILTIN_PLUGINS"]

@@ -108,3 +108,23 @@ def test_scale_channels_forward_and_gradients():
     with pytest.raises(ValueError, match="scale must be"):
         ops.scale_channels(x, rng.standard_normal((2, 3, 2, 1)))
     check_gradients(ops.scale_channels, [x, s], lambda r, a, b: ops.scale_channels_backward(r, a, b))
+
+
+def test_conv_where_a_kernel_column_sees_no_output_column():
+    """Dilation and padding that leave some kernel columns with an empty range of output columns (found by
+    hypothesis: the clamp on that range once let a slice wrap around and add into the wrong pixels)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 1, 1, 1)), rng.standard_normal((1, 2, 4, 4))
+    for stride in ((2, 1), (1, 1)):
+        y = ops.conv_transpose2d(x, w, None, stride, (0, 2), 0, 1, (1, 2))
+        ref = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), None, stride, (0, 2), 0, 1, (1, 2)).numpy()
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    xs, ws = rng.standard_normal((2, 4, 3, 5)), rng.standard_normal((8, 4, 3, 3))  # 7 wide with dilation 3
+    y = ops.conv2d(xs, ws, None, (1, 2), 1, (1, 3))
+    g = rng.standard_normal(y.shape)
+    xt = torch.tensor(xs, requires_grad=True)
+    F.conv2d(xt, torch.tensor(ws), None, (1, 2), 1, (1, 3)).backward(torch.tensor(g))
+    gx, _, _ = ops.conv2d_backward(g, xs, ws, None, (1, 2), 1, (1, 3))
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)

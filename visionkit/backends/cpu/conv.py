@@ -35,8 +35,8 @@ def _valid_cols(j, sw, dw, pl, W, OW):
     """For kernel column j: the input column offset, and the output columns [lo, hi) whose input column
     ow*sw + off lies inside [0, W)."""
     off = j * dw - pl
-    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-    hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
+    lo = 0 if off >= 0 else min((-off + sw - 1) // sw, OW)  # clamped: an empty range must stay lo == hi, as
+    hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0  # slices with lo > hi would wrap or spill
     return off, lo, min(max(hi, lo), OW)
 
 

@@ -229,6 +229,130 @@ def _build_declared(spec, kwargs):
         return spec.build(**kwargs)
 
 
+# ---- visionkit run -------------------------------------------------------------------------------------------
+EXIT_INTERRUPTED = 130
+
+
+def _resolve_model(model_arg, task_spec):
+    """(model, label) for --model: a model file, or a registered pretrained model; an architecture without
+    weights, an unknown name or a missing default is a usage error (exit 2)."""
+    import os
+
+    from . import registry
+
+    if model_arg is None:
+        default = getattr(task_spec.task, "default_model", None)
+        if not default:
+            _fail(f"task {task_spec.name!r} has no default model; pass --model FILE or a pretrained model name "
+                  f"(see `visionkit models`)", EXIT_USAGE)
+        model_arg = default
+    models, archs = registry.models(), registry.architectures()
+    if model_arg in models:
+        spec = models[model_arg]
+        if not spec.weights_available:
+            _fail(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at {spec.path}",
+                  EXIT_USAGE)
+        path, label = spec.path, model_arg
+    elif os.path.isfile(model_arg):
+        path, label = model_arg, model_arg
+    elif model_arg in archs:
+        _fail(f"{model_arg!r} is an architecture without trained weights; visionkit does not run random weights. "
+              f"Pass a model file (--model path/to/model.vk) or a pretrained model (see `visionkit models`)",
+              EXIT_USAGE)
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(model_arg, list(models) + list(archs), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        _fail(f"--model {model_arg!r} is neither a model file nor a pretrained model{hint}", EXIT_USAGE)
+    try:
+        return _load_file(path), label
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        _fail(f"cannot load model {model_arg!r}: {e}", EXIT_USAGE)
+
+
+@cli.command(name="run")
+@click.argument("task_name", metavar="TASK")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--model", "model_arg", metavar="NAME|FILE", help="A model file or a pretrained model name.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--topk", type=click.IntRange(min=1), default=None, help="classify: classes per image [5].")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per predict call.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Save here instead of runs/<task>/<name>N.")
+@click.option("--save/--no-save", default=None, help="Save annotated images [save; no-save with --json].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (lines go to stderr).")
+@click.option("--name", default="predict", show_default=True, help="Run folder name under runs/<task>/.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: every Nth frame.")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=100_000_000, show_default=True,
+              help="Refuse larger images (0: no limit).")
+def run_command(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every,
+                max_pixels):
+    """Run TASK (classify, ...) over images, directories, globs and videos.
+
+    One line per image, a closing Speed line, annotated images under runs/<task>/<name>N (or --out). A bad input
+    is reported on one line (`error: <path>: <problem>`) and the others still run; the exit code is then 1.
+    Ctrl-C stops at once with exit code 130 (saved images are written atomically, never half).
+    """
+    try:
+        _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every, max_pixels)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every, max_pixels):
+    from . import registry
+
+    try:
+        task_spec = registry.get_task(task_name)
+    except registry.UnknownNameError as e:
+        _fail(e, EXIT_USAGE)
+    except registry.DuplicateNameError as e:
+        _fail(e)
+    model, label = _resolve_model(model_arg, task_spec)
+    from .device import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        if dev != getattr(model, "device", "cpu"):
+            model.to(dev)
+    except Exception as e:  # CUDA asked for but not there
+        _fail(f"--device {device}: {e}", EXIT_USAGE)
+
+    from .tasks.pipeline import run_pipeline
+    from .tasks.runs import next_run_dir
+
+    if save is None:
+        save = not as_json
+    show = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    options = {} if topk is None else {"topk": topk}
+    save_dir = None
+    if save:
+        if out_dir:
+            import os
+
+            os.makedirs(out_dir, exist_ok=True)
+            save_dir = out_dir
+        else:
+            save_dir = next_run_dir(task_spec.name, name)
+    try:
+        report = run_pipeline(task_spec, model, sources, model_name=label, batch=batch, every=every,
+                              max_pixels=max_pixels or None, save_dir=save_dir, task_options=options, log=show,
+                              error=lambda e: click.echo(f"error: {e}", err=True))
+    except Exception as e:  # the task or the model failing on these inputs: one line, not a traceback
+        _fail(f"task {task_spec.name!r} with model {label!r} failed: {type(e).__name__}: {e}")
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        speed = report.speed_line()
+        if speed:
+            show(speed)
+        if save_dir and report.saved:
+            show(f"Results saved to {save_dir}")
+    if report.errors:
+        sys.exit(EXIT_FAILURE)
+
+
 # ---- helpers -------------------------------------------------------------------------------------------------
 def _table(headers, rows):
     rows = [tuple(str(c) for c in r) for r in rows]

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 class Task:
     """The protocol of a task: a ``name``, a one-line ``description`` and ``run(model, images, **options)``, which
-    takes a model and a list of images (HWC uint8 arrays, BGR as OpenCV reads them) and returns the results.
+    takes a model and a list of images (H x W x C uint8 arrays, RGB or single-channel, as visionkit.io.read_image returns them) and returns the results.
     Subclass it, or register any object with the same three attributes."""
 
     name: str = ""

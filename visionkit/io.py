@@ -97,6 +97,15 @@ def _normalise(img, channels):
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def resize(image, height, width):
+    """image (H, W[, C]) resized to height x width with OpenCV: area averaging when it shrinks (no aliasing),
+    bilinear when it grows; a single-channel H x W x 1 image stays three-dimensional."""
+    img = np.ascontiguousarray(image)
+    shrink = height * width < img.shape[0] * img.shape[1]
+    out = cv2.resize(img, (int(width), int(height)), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
+
+
 def expand_sources(sources):
     """Files, directories (their images, sorted), globs and videos -> (items, errors).
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..io import resize
+
 
 def _floats(value, channels, what):
     arr = np.asarray(value, dtype=np.float32).reshape(-1)
@@ -99,12 +101,7 @@ class Preprocessor:
         elif self.channels == 3 and img.shape[2] == 1:
             img = np.repeat(img, 3, axis=2)
         if self.input_size is not None and img.shape[:2] != self.input_size:
-            h, w = self.input_size
-            shrink = h * w < img.shape[0] * img.shape[1]
-            img = cv2.resize(np.ascontiguousarray(img), (w, h),
-                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            if img.ndim == 2:
-                img = img[:, :, None]
+            img = resize(img, *self.input_size)
         return img
 
     def to_array(self, image):

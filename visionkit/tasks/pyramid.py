@@ -8,8 +8,9 @@ level until objects of max_size fit the window, or the scaled image becomes smal
 
 import math
 
-import cv2
 import numpy as np
+
+from ..io import resize
 
 
 def pyramid_scales(height, width, window, min_size=None, max_size=None, factor=0.709):
@@ -34,8 +35,6 @@ def pyramid_scales(height, width, window, min_size=None, max_size=None, factor=0
 
 
 def resize_for_scale(image, scale):
-    """image (H, W[, C]) resized by ``scale`` with OpenCV (area averaging when shrinking, bilinear when growing)."""
+    """image (H, W[, C]) resized by ``scale`` (visionkit.io.resize: area averaging when shrinking)."""
     h, w = image.shape[:2]
-    size = (max(1, int(math.ceil(w * scale))), max(1, int(math.ceil(h * scale))))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interp)
+    return resize(image, max(1, int(math.ceil(h * scale))), max(1, int(math.ceil(w * scale))))

@@ -10,29 +10,12 @@ default input shape and class count, description, reference). This module is a v
 
 from __future__ import annotations
 
-import importlib
+from visionkit.hookspecs import hookimpl
 
 from ._registry import ARCHITECTURES, ArchitectureSpec, architecture
 
-try:
-    from visionkit.hookspecs import hookimpl
-except ImportError:  # hookspecs.py not written yet: the same marker, made here
-    import pluggy
-
-    hookimpl = pluggy.HookimplMarker("visionkit")
-
-# this package's families
-from . import alexnet, classic, vgg  # noqa: F401  (registering is the import's side effect)
-
-# families written alongside (they may not exist yet); once a module exists, any error inside it propagates
-for _family in ("resnet", "googlenet", "mobilenet", "xception", "senet"):
-    _module = f"{__name__}.{_family}"
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as exc:
-        if exc.name != _module:
-            raise
-del _family, _module
+# one module per family; registering is each import's side effect
+from . import alexnet, classic, googlenet, mobilenet, resnet, senet, vgg, xception  # noqa: F401
 
 
 @hookimpl

@@ -34,6 +34,7 @@ from .tensor import (
     grid1d,
     red_plan,
     red_threads,
+    unravel4,
     zero_of,
 )
 
@@ -104,12 +105,7 @@ def _col2im(gcol, n0, nb, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, gx, zero):
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     if t >= nb * C * H * W:
         return
-    iw = t % W
-    u = t // W
-    ih = u % H
-    u = u // H
-    c = u % C
-    b = u // C
+    b, c, ih, iw = unravel4(t, C, H, W)
     P = OH * OW
     R = C * KH * KW
     base = b * R * P
@@ -158,12 +154,7 @@ def _direct_forward(x, w, b, has_bias, y, sh, sw, pt, pl, dh, dw, groups, zero):
     H, W = x.shape[2], x.shape[3]
     O, Cg, KH, KW = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    ow = t % OW
-    u = t // OW
-    oh = u % OH
-    u = u // OH
-    o = u % O
-    n = u // O
+    n, o, oh, ow = unravel4(t, O, OH, OW)
     g = o // (O // groups)
     acc = zero
     h0 = oh * sh - pt
@@ -192,12 +183,7 @@ def _direct_backward_input(gy, w, gx, sh, sw, pt, pl, dh, dw, groups, zero):
     O, Cg, KH, KW = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
     OH, OW = gy.shape[2], gy.shape[3]
     Og = O // groups
-    iw = t % W
-    u = t // W
-    ih = u % H
-    u = u // H
-    c = u % C
-    n = u // C
+    n, c, ih, iw = unravel4(t, C, H, W)
     g = c // Cg
     cl = c - g * Cg
     acc = zero

@@ -23,7 +23,7 @@ import math
 
 from numba import cuda
 
-from .tensor import empty, grid1d, zero_of, zeros
+from .tensor import empty, grid1d, unravel4, zero_of, zeros
 
 
 @cuda.jit(device=True, inline=True)
@@ -39,12 +39,7 @@ def _max_forward(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx, with_idx, ninf):
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    ow = t % OW
-    u = t // OW
-    oh = u % OH
-    u = u // OH
-    c = u % C
-    n = u // C
+    n, c, oh, ow = unravel4(t, C, OH, OW)
     h0 = oh * sh - pt
     w0 = ow * sw - pl
     m = ninf
@@ -73,12 +68,7 @@ def _index_scatter(gy, idx, gx):
         return
     C, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     W = gx.shape[3]
-    ow = t % OW
-    u = t // OW
-    oh = u % OH
-    u = u // OH
-    c = u % C
-    n = u // C
+    n, c, oh, ow = unravel4(t, C, OH, OW)
     k = idx[n, c, oh, ow]
     if k >= 0:
         cuda.atomic.add(gx, (n, c, k // W, k % W), gy[n, c, oh, ow])
@@ -129,12 +119,7 @@ def _avg_forward(x, kh, kw, sh, sw, pt, pb, pl, pr, include_pad, divisor, y, zer
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    ow = t % OW
-    u = t // OW
-    oh = u % OH
-    u = u // OH
-    c = u % C
-    n = u // C
+    n, c, oh, ow = unravel4(t, C, OH, OW)
     hs = oh * sh - pt
     ws = ow * sw - pl
     h0 = max(hs, 0)
@@ -157,12 +142,7 @@ def _avg_backward(gy, kh, kw, sh, sw, pt, pb, pl, pr, include_pad, divisor, gx, 
         return
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     OH, OW = gy.shape[2], gy.shape[3]
-    iw = t % W
-    u = t // W
-    ih = u % H
-    u = u // H
-    c = u % C
-    n = u // C
+    n, c, ih, iw = unravel4(t, C, H, W)
     oh0 = max(0, -((kh - 1 - ih - pt) // sh))
     oh1 = min(OH - 1, (ih + pt) // sh)
     ow0 = max(0, -((kw - 1 - iw - pl) // sw))
@@ -205,12 +185,7 @@ def _adaptive_forward(x, y, idx, is_max, zero):
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    ow = t % OW
-    u = t // OW
-    oh = u % OH
-    u = u // OH
-    c = u % C
-    n = u // C
+    n, c, oh, ow = unravel4(t, C, OH, OW)
     h0 = (oh * H) // OH
     h1 = -((-(oh + 1) * H) // OH)
     w0 = (ow * W) // OW
@@ -243,12 +218,7 @@ def _adaptive_avg_backward(gy, gx, zero):
         return
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     OH, OW = gy.shape[2], gy.shape[3]
-    iw = t % W
-    u = t // W
-    ih = u % H
-    u = u // H
-    c = u % C
-    n = u // C
+    n, c, ih, iw = unravel4(t, C, H, W)
     acc = zero
     for oh in range((ih * OH) // H, min(OH - 1, ((ih + 1) * OH - 1) // H) + 1):
         h0 = (oh * H) // OH

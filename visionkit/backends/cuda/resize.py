@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .tensor import empty, grid1d, zero_of
+from .tensor import empty, grid1d, unravel4, zero_of
 
 
 @functools.cache
@@ -71,12 +71,7 @@ def _kernels(dtype):
             return
         C, H, W = x.shape[1], x.shape[2], x.shape[3]
         OH, OW = y.shape[2], y.shape[3]
-        ow = t % OW
-        u = t // OW
-        oh = u % OH
-        u = u // OH
-        c = u % C
-        n = u // C
+        n, c, oh, ow = unravel4(t, C, OH, OW)
         h0, h1, a0, a1 = coord(oh, H, OH, mode, align, sh)
         w0, w1, b0, b1 = coord(ow, W, OW, mode, align, sw)
         if mode == 0:
@@ -92,12 +87,7 @@ def _kernels(dtype):
             return
         C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
         OH, OW = gy.shape[2], gy.shape[3]
-        iw = t % W
-        u = t // W
-        ih = u % H
-        u = u // H
-        c = u % C
-        n = u // C
+        n, c, ih, iw = unravel4(t, C, H, W)
         ohl, ohh = _range(ih, H, OH, mode, align, sh)
         owl, owh = _range(iw, W, OW, mode, align, sw)
         acc = zero

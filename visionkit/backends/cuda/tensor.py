@@ -26,6 +26,16 @@ RED_MAX_CHUNKS = 4096
 # ----------------------------------------------------------------------------------------------- launch helpers
 
 
+@cuda.jit(device=True, inline=True)
+def unravel4(t, C, H, W):
+    """Flat index t of a C-contiguous (N, C, H, W) array -> (n, c, h, w): one thread per element."""
+    w = t % W
+    u = t // W
+    h = u % H
+    u = u // H
+    return u // C, u % C, h, w
+
+
 def grid1d(n, tpb=TPB):
     """(blocks, threads) covering n items, one item per thread; small problems get a small block (>= 1 warp)."""
     n = int(n)

@@ -691,3 +691,19 @@ def test_scale_channels_and_relu6_twins():
     np.testing.assert_array_equal(H(ops.relu6(D(v))), ops.relu6(v))
     np.testing.assert_array_equal(H(ops.relu6_backward(D(np.ones(4, np.float32)), D(v))),
                                   ops.relu6_backward(np.ones(4, np.float32), v))
+
+
+def test_max_pool_nan_index_matches_the_cpu_twin():
+    """Two NaNs in one window: PyTorch (and the CPU twin) report the last one's index."""
+    from visionkit import ops
+
+    x = np.array([[[[np.nan, 1.0, np.nan, 0.0]]]], np.float32)
+    y, i = ops.max_pool2d(D(x), (1, 4), return_indices=True)
+    yc, ic = ops.max_pool2d(x, (1, 4), return_indices=True)
+    assert np.isnan(H(y)).all() and np.array_equal(H(i), ic) and ic.ravel().tolist() == [2]
+    # adaptive and channel max pooling follow the same rule
+    ya, ia = ops.adaptive_max_pool2d(D(x), 1, return_indices=True)
+    assert np.array_equal(H(ia), ops.adaptive_max_pool2d(x, 1, return_indices=True)[1])
+    xc = np.array([np.nan, 1.0, np.nan, 0.0], np.float32).reshape(1, 4, 1, 1)
+    _, ig = ops.channel_max_pool(D(xc), 4, return_indices=True)
+    assert np.array_equal(H(ig), ops.channel_max_pool(xc, 4, return_indices=True)[1])

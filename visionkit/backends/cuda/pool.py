@@ -28,8 +28,9 @@ from .tensor import empty, grid1d, unravel4, zero_of, zeros
 
 @cuda.jit(device=True, inline=True)
 def _better(v, m, mi):
-    """Does v replace the running max m (index mi)? NaN wins and stays, as in PyTorch and the CPU twin."""
-    return v > m or (v != v and m == m) or mi < 0
+    """Does v replace the running max m (index mi)? Larger, or NaN: PyTorch's rule and the CPU twin's, so the
+    last NaN of a window gives the index."""
+    return mi < 0 or v > m or v != v
 
 
 @cuda.jit
@@ -196,7 +197,7 @@ def _adaptive_forward(x, y, idx, is_max, zero):
         for ih in range(h0, h1):
             for iw in range(w0, w1):
                 v = x[n, c, ih, iw]
-                if v > m or (v != v and m == m):
+                if _better(v, m, mi):
                     m = v
                     mi = ih * W + iw
         y[n, c, oh, ow] = m
@@ -277,7 +278,7 @@ def _channel_max_forward(x3, k, y3, idx3):
     mi = oc * k
     for c in range(oc * k + 1, oc * k + k):
         v = x3[n, c, p]
-        if v > m or (v != v and m == m):
+        if _better(v, m, mi):
             m = v
             mi = c
     y3[n, oc, p] = m

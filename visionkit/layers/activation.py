@@ -7,6 +7,7 @@ A fused activation is applied after the layer's linear part, and its backward ru
 
 from .. import ops
 from ..backends import ACTIVATIONS
+from ..ops.act import ACTIVATION_PARAMETERS
 from .base import Layer, profile, register_layer
 
 # the elementwise ones of the backends (one list, so a new kernel activation is usable here at once) + softmaxes
@@ -16,13 +17,8 @@ ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("softmax", "log_softmax")
 _ALIASES = {"hard_sigmoid": "hardsigmoid", "hard_swish": "hardswish", "swish_hard": "hardswish", "none": "linear"}
 
 
-# the keyword parameters each activation accepts (anything else is an error, not silently ignored)
-ACTIVATION_PARAMS = {
-    "leaky_relu": ("negative_slope",),
-    "elu": ("alpha",),
-    "softmax": ("dim",),
-    "log_softmax": ("dim",),
-}
+# the keyword parameters each activation accepts (anything else is an error, not silently ignored): the ops' table
+ACTIVATION_PARAMS = {name: (key,) for name, (key, _) in ACTIVATION_PARAMETERS.items()}
 
 
 def check_activation_params(name, params, who="Activation"):

@@ -95,8 +95,8 @@ def hardswish_backward(grad_out, x):
 
 
 # the one parameter each activation takes, with its PyTorch name and default
-_PARAM = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0), "softmax": ("dim", 1),
-          "log_softmax": ("dim", 1)}
+ACTIVATION_PARAMETERS = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0), "softmax": ("dim", 1),
+                         "log_softmax": ("dim", 1)}
 
 
 def _act_args(name, params):
@@ -105,7 +105,7 @@ def _act_args(name, params):
     if n not in ACTIVATIONS and n not in ("softmax", "log_softmax"):
         known = ", ".join(sorted(list(ACTIVATIONS) + ["softmax", "log_softmax"]))
         raise ValueError(f"unknown activation {name!r}; known: {known}")
-    key, default = _PARAM.get(n, (None, None))
+    key, default = ACTIVATION_PARAMETERS.get(n, (None, None))
     extra = set(params) - {key}
     if extra:
         takes = f"takes only {key!r}" if key else "takes no parameters"

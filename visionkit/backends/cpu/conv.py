@@ -26,7 +26,7 @@ TILE_ELEMS = 1 << 18
 MIN_TILE_COLS = 256  # narrower GEMMs lose more to call overhead than they gain in cache
 
 
-def _use_direct(cg, kh, kw, og):
+def _use_direct(cg, kh, kw):
     return cg * kh * kw < DIRECT_MAX_TERMS
 
 
@@ -444,12 +444,12 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
-    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+    if _use_direct(Cg, KH, KW) and stride == (1, 1):
         y = np.empty((N, O, OH, OW), x.dtype)
         bias = b if b is not None else np.zeros(1, x.dtype)
         launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, bias, b is not None, y, dh, dw, groups)
         return y
-    if _use_direct(Cg, KH, KW, Og):
+    if _use_direct(Cg, KH, KW):
         y = np.empty((N, O, OH, OW), x.dtype)
         launch(_direct_forward, y.size * Cg * KH * KW, x, w, y, sh, sw, pt, pl, dh, dw, groups)
         if b is not None:
@@ -505,12 +505,12 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
-    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+    if _use_direct(Cg, KH, KW) and stride == (1, 1):
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
         gxp = np.zeros((N, C, Hp, Wp), gy.dtype)
         _flat_backward_input(_at_pitch(gy, Wp), w, gxp, OW, dh, dw, groups)
         return np.ascontiguousarray(gxp[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W])
-    if _use_direct(Cg, KH, KW, Og):
+    if _use_direct(Cg, KH, KW):
         gx = np.zeros(x_shape, gy.dtype)
         launch(_direct_backward_input, gy.size * Cg * KH * KW, gy, w, gx, sh, sw, pt, pl, dh, dw, groups)
         return gx
@@ -567,12 +567,12 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
-    if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
+    if _use_direct(Cg, KH, KW) and stride == (1, 1):
         xp = _pad_input(x, pads)
         gw = np.zeros(w_shape, x.dtype)
         launch(_flat_backward_weight, gy.size * Cg * KH * KW, xp, gy, gw, dh, dw, groups)
         return gw
-    if _use_direct(Cg, KH, KW, Og):
+    if _use_direct(Cg, KH, KW):
         gw = np.zeros(w_shape, x.dtype)
         launch(_direct_backward_weight, gy.size * Cg * KH * KW, x, gy, gw, sh, sw, pt, pl, dh, dw, groups)
         return gw

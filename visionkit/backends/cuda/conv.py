@@ -38,7 +38,8 @@ from .tensor import (
     zero_of,
 )
 
-# same switch as the CPU twin: fewer GEMM terms per output than this, or fewer outputs per group, go direct
+# fewer GEMM terms per output than this go direct, as on the CPU; so do groups of fewer than 4 outputs, which
+# would leave most of a 64-row GEMM tile idle (the CPU's single-threaded BLAS has no such tile to waste)
 DIRECT_MAX_TERMS = 32
 # the im2col buffer is built for as many images at once as fit in this many bytes
 COL_BYTES = 256 << 20

@@ -22,7 +22,8 @@ def test_results_to_json_and_the_summary_words():
     c = Result("b.png", 28, 28, "classify", "digits", classes=[ClassScore(7, "7", 0.97)])
     assert c.summary() == "7 0.97" and json.loads(c.to_json())["classes"][0]["class_id"] == 7
     s = Result("c.png", 4, 4, "segment", "m", mask=np.array([[0, 1], [2, 2]]), mask_classes=["bg", "a", "b"])
-    assert s.summary() == "3 classes"
+    assert s.summary() == "b 50%, bg 25%, a 25%"  # the classes present, largest area first
+    assert json.loads(s.to_json())["mask_areas"][2] == {"class_id": 2, "name": "b", "pixels": 2, "fraction": 0.5}
 
 
 def test_run_folders_number_themselves(tmp_path):

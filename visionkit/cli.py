@@ -271,36 +271,62 @@ def _resolve_model(model_arg, task_spec):
         _fail(f"cannot load model {model_arg!r}: {e}", EXIT_USAGE)
 
 
+def _task_options(**given):
+    """The task options the user set (None: the task's own default)."""
+    return {k: v for k, v in given.items() if v is not None and v is not False}
+
+
 @cli.command(name="run")
 @click.argument("task_name", metavar="TASK")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--model", "model_arg", metavar="NAME|FILE", help="A model file or a pretrained model name.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--topk", type=click.IntRange(min=1), default=None, help="classify: classes per image [5].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Images per predict call.")
+@click.option("--topk", type=click.IntRange(min=1), default=None, help="classify: classes per image [5].")
+@click.option("--conf", type=click.FloatRange(0, 1), default=None,
+              help="detect: minimum box score [0.5; mtcnn 0.7]; segment: binary threshold [0.5].")
+@click.option("--iou", type=click.FloatRange(0, 1), default=None, help="detect: NMS IoU threshold [0.45].")
+@click.option("--agnostic-nms", "agnostic", is_flag=True, help="detect: suppress boxes across classes.")
+@click.option("--max-det", type=click.IntRange(min=1), default=None, help="detect: boxes per image [300].")
+@click.option("--min-size", type=click.FloatRange(min=1), default=None,
+              help="detect: smallest object in pixels [the window; mtcnn 20].")
+@click.option("--max-size", type=click.FloatRange(min=1), default=None,
+              help="detect: largest object in pixels [the image's shorter side].")
+@click.option("--scale-factor", "factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="detect: image pyramid step [0.709].")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="detect: pixels between windows [the network's own].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Save here instead of runs/<task>/<name>N.")
 @click.option("--save/--no-save", default=None, help="Save annotated images [save; no-save with --json].")
+@click.option("--save-txt", is_flag=True, help="Save YOLO-style labels/<image>.txt (segment: masks/<image>.png).")
+@click.option("--save-conf", is_flag=True, help="With --save-txt: add each box's confidence.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (lines go to stderr).")
 @click.option("--name", default="predict", show_default=True, help="Run folder name under runs/<task>/.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Videos: every Nth frame.")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=100_000_000, show_default=True,
               help="Refuse larger images (0: no limit).")
-def run_command(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every,
-                max_pixels):
-    """Run TASK (classify, ...) over images, directories, globs and videos.
+def run_command(task_name, sources, model_arg, device, batch, out_dir, save, save_txt, save_conf, as_json, name,
+                every, max_pixels, **task_options):
+    """Run TASK (classify, detect, segment, or a plugin's) over images, directories, globs and videos.
 
     One line per image, a closing Speed line, annotated images under runs/<task>/<name>N (or --out). A bad input
     is reported on one line (`error: <path>: <problem>`) and the others still run; the exit code is then 1.
-    Ctrl-C stops at once with exit code 130 (saved images are written atomically, never half).
+    Ctrl-C stops at once with exit code 130 (saved files are written atomically, never half).
+
+    detect without --model finds faces with MTCNN; with a classifier model file it slides the classifier over an
+    image pyramid (one fully-convolutional pass per level), then keeps the boxes above --conf after non-max
+    suppression.
     """
     try:
-        _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every, max_pixels)
+        _run(task_name, sources, model_arg, device, batch, out_dir, save, save_txt, save_conf, as_json, name,
+             every, max_pixels, _task_options(**task_options))
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_json, name, every, max_pixels):
+def _run(task_name, sources, model_arg, device, batch, out_dir, save, save_txt, save_conf, as_json, name, every,
+         max_pixels, options):
     from . import registry
 
     try:
@@ -325,19 +351,13 @@ def _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_j
     if save is None:
         save = not as_json
     show = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    options = {} if topk is None else {"topk": topk}
     save_dir = None
-    if save:
-        if out_dir:
-            import os
-
-            os.makedirs(out_dir, exist_ok=True)
-            save_dir = out_dir
-        else:
-            save_dir = next_run_dir(task_spec.name, name)
+    if save or save_txt:  # the folder itself is made when the first file is written
+        save_dir = out_dir or next_run_dir(task_spec.name, name, create=False)
     try:
         report = run_pipeline(task_spec, model, sources, model_name=label, batch=batch, every=every,
-                              max_pixels=max_pixels or None, save_dir=save_dir, task_options=options, log=show,
+                              max_pixels=max_pixels or None, save_dir=save_dir, save_images=save, save_txt=save_txt,
+                              save_conf=save_conf, task_options=options, log=show,
                               error=lambda e: click.echo(f"error: {e}", err=True))
     except Exception as e:  # the task or the model failing on these inputs: one line, not a traceback
         _fail(f"task {task_spec.name!r} with model {label!r} failed: {type(e).__name__}: {e}")
@@ -347,7 +367,7 @@ def _run(task_name, sources, model_arg, device, topk, batch, out_dir, save, as_j
         speed = report.speed_line()
         if speed:
             show(speed)
-        if save_dir and report.saved:
+        if save_dir and (report.saved or save_txt) and report.results:
             show(f"Results saved to {save_dir}")
     if report.errors:
         sys.exit(EXIT_FAILURE)

@@ -169,15 +169,26 @@ def write_image(path, image):
     ok, buf = cv2.imencode(ext, img)
     if not ok:
         raise ImageError(path, f"OpenCV cannot encode {ext} images")
+    _write_atomically(path, buf.tobytes())
+    return path
+
+
+def write_text(path, lines):
+    """Write lines of text atomically (as ``write_image``), making the folder if needed."""
+    _write_atomically(str(path), "".join(f"{line}\n" for line in lines).encode())
+    return str(path)
+
+
+def _write_atomically(path, data):
+    """``data`` to a temporary file in the target folder, then renamed over ``path``: never half a file."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path

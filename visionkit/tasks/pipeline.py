@@ -21,7 +21,7 @@ import inspect
 import os
 from dataclasses import dataclass, field
 
-from ..io import DEFAULT_MAX_PIXELS, ImageError, expand_sources, read_image, video_frames, write_image
+from ..io import DEFAULT_MAX_PIXELS, ImageError, expand_sources, read_image, video_frames, write_image, write_text
 
 SAVE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -118,7 +118,8 @@ class _Input:
 
 
 class _Saver:
-    """Unique file names in one folder for the annotated images."""
+    """Unique file names in one folder for the annotated images (and the label / mask files beside them). The
+    folder is made on the first write, so a run whose every input failed leaves no empty folder behind."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -135,6 +136,20 @@ class _Saver:
             name, n = f"{stem}_{n}{ext}", n + 1
         self.used.add(name)
         return os.path.join(self.folder, name)
+
+    def beside(self, image_path, sub, ext):
+        """labels/<stem>.txt or masks/<stem>.png for the image saved (or that would be saved) at image_path."""
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        folder = os.path.join(self.folder, sub)
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, stem + ext)
+
+
+def _mask_image(mask):
+    import numpy as np
+
+    mask = np.asarray(mask)
+    return mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
 
 
 def _inputs(items, every, max_pixels, on_error):
@@ -168,10 +183,14 @@ def _line(inp, total, result):
 
 
 def run_pipeline(task, model, sources, *, model_name="", batch=1, every=1, max_pixels=DEFAULT_MAX_PIXELS,
-                 save_dir=None, task_options=None, log=None, error=None):
+                 save_dir=None, save_images=True, save_txt=False, save_conf=False, task_options=None, log=None,
+                 error=None):
     """Run ``task`` (a registered TaskSpec or any object with ``name`` and ``run``) with ``model`` over
     ``sources``; returns a RunReport. ``log(line)`` gets each per-image line, ``error(ImageError)`` each bad
-    input as it happens. Annotated images are written under ``save_dir`` when given."""
+    input as it happens. Under ``save_dir`` (made when the first file is written): the annotated images (unless
+    ``save_images`` is false), and with ``save_txt`` one YOLO-style ``labels/<stem>.txt`` per image
+    (``Result.txt_lines``; ``save_conf`` adds box confidences) or, for masks, ``masks/<stem>.png`` of class
+    ids."""
     from .preprocess import Preprocessor
 
     task_obj = getattr(task, "task", task)  # a TaskSpec wraps the task object
@@ -215,9 +234,18 @@ def run_pipeline(task, model, sources, *, model_name="", batch=1, every=1, max_p
             count += 1
             log(_line(inp, total, res))
             if saver is not None:
-                out = saver.path_for(inp)
-                write_image(out, renderer(inp.image, res))
-                report.saved.append(out)
+                _save(saver, inp, res)
+
+    def _save(saver, inp, res):
+        os.makedirs(saver.folder, exist_ok=True)
+        out = saver.path_for(inp)
+        if save_images:
+            write_image(out, renderer(inp.image, res))
+            report.saved.append(out)
+        if save_txt and res.mask is not None:
+            write_image(saver.beside(out, "masks", ".png"), _mask_image(res.mask))
+        elif save_txt:
+            write_text(saver.beside(out, "labels", ".txt"), res.txt_lines(save_conf))
 
     pending = []
     for inp in _inputs(items, every, max_pixels, on_error):

@@ -67,12 +67,40 @@ class Result:
                 return "no detections"
             return ", ".join(f"{n} {name}{'' if n == 1 else 's'}" for name, n in counts.items())
         if self.task == "segment" and self.mask is not None:
-            return f"{len(np.unique(self.mask))} classes"
+            areas = sorted(self.mask_areas(), key=lambda a: -a["pixels"])
+            return ", ".join(f"{a['name']} {a['fraction']:.0%}" for a in areas[:4]) + (
+                f", {len(areas) - 4} more" if len(areas) > 4 else "")
         return ""
+
+    def mask_areas(self):
+        """Each class present in the mask: class_id, name, pixels and fraction of the image."""
+        if self.mask is None:
+            return []
+        ids, counts = np.unique(np.asarray(self.mask), return_counts=True)
+        total = max(1, int(counts.sum()))
+        names = self.mask_classes
+        return [{"class_id": int(k), "name": str(names[k]) if 0 <= k < len(names) else str(int(k)),
+                 "pixels": int(n), "fraction": round(int(n) / total, 6)} for k, n in zip(ids, counts)]
+
+    def txt_lines(self, save_conf=False):
+        """The YOLO-style label lines of ``--save-txt``: detect, one ``class cx cy w h [conf]`` line per box
+        (centre and size as fractions of the image); classify, ``probability name`` per class; segment, none (its
+        mask is saved as a PNG of class ids)."""
+        if self.task == "classify":
+            return [f"{c.score:.6f} {c.name}" for c in self.classes]
+        lines = []
+        w, h = max(1, self.width), max(1, self.height)
+        for b in self.boxes:
+            line = (f"{b.class_id} {(b.x1 + b.x2) / 2 / w:.6f} {(b.y1 + b.y2) / 2 / h:.6f} "
+                    f"{b.width / w:.6f} {b.height / h:.6f}")
+            lines.append(line + (f" {b.score:.6f}" if save_conf else ""))
+        return lines
 
     def to_dict(self):
         d = asdict(self)
         d.pop("mask")
+        if self.mask is not None:
+            d["mask_areas"] = self.mask_areas()
         for k in ("classes", "boxes"):
             if not d[k]:
                 d.pop(k)

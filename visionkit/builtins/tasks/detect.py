@@ -1,0 +1,82 @@
+"""The detect task: boxes with classes and confidences.
+
+Two kinds of model detect:
+    - a cascade detector shipped as a model bundle whose card names it (``"detector": "mtcnn"``): the default model,
+      MTCNN, finds faces and their five landmarks (``visionkit.detectors.mtcnn``);
+    - any image classifier, slid over an image pyramid in one fully-convolutional pass per level
+      (``visionkit.tasks.sliding.SlidingWindowDetector``): its best non-background class and probability per
+      window, a score threshold and non-max suppression.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import weakref
+
+from visionkit.registry import Task
+
+# cascade detectors by the name a bundle's card gives: "module:function(bundle, image, **options) -> [Box]"
+CASCADES = {"mtcnn": "visionkit.detectors.mtcnn:detect_faces"}
+
+
+def _cascade(name):
+    if name not in CASCADES:
+        raise ValueError(f"model card names detector {name!r}; known: {', '.join(sorted(CASCADES))}")
+    module, func = CASCADES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+class DetectTask(Task):
+    """Boxes, best first, in each image. Options (all optional):
+
+    conf       minimum score of a box [0.5; MTCNN: its last stage's threshold, 0.7]
+    iou        non-max suppression IoU threshold [0.45]
+    agnostic   suppress across classes (default: only boxes of the same class suppress each other)
+    max_det    at most this many boxes per image [300]
+    min_size   smallest object size in pixels [the classifier's window; MTCNN: 20]
+    max_size   largest object size in pixels [the image's shorter side]
+    factor     pyramid scale step, 0 < factor < 1 [0.709]
+    stride     pixels between windows at each level [the network's own]
+    """
+
+    name = "detect"
+    description = "boxes with classes and confidences (MTCNN faces; any classifier as a sliding window)"
+    default_model = "mtcnn"
+
+    def __init__(self):
+        self._detectors = weakref.WeakKeyDictionary()  # classifier -> its SlidingWindowDetector (FCN built once)
+
+    def _sliding(self, model):
+        from visionkit.tasks.sliding import SlidingWindowDetector
+
+        det = self._detectors.get(model)
+        if det is None:
+            det = self._detectors[model] = SlidingWindowDetector(model)
+        return det
+
+    def run(self, model, images, conf=None, iou=0.45, agnostic=False, max_det=300, min_size=None, max_size=None,
+            factor=0.709, stride=None, **options):
+        from visionkit.tasks.results import Result
+
+        cascade = (getattr(model, "metadata", None) or {}).get("detector")
+        results = []
+        for img in images:
+            times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+            t0 = time.perf_counter()
+            if cascade:
+                kwargs = {"factor": factor}
+                if min_size is not None:
+                    kwargs["min_size"] = min_size
+                if conf is not None:
+                    kwargs["thresholds"] = (0.6, 0.7, float(conf))
+                boxes = _cascade(cascade)(model, img, **kwargs)[:max_det]
+                times["inference"] = (time.perf_counter() - t0) * 1e3
+            else:
+                det = self._sliding(model)
+                boxes = det.detect(img, conf=0.5 if conf is None else conf, iou=iou, agnostic=agnostic,
+                                   max_det=max_det, min_size=min_size, max_size=max_size, factor=factor,
+                                   stride=stride, times=times)
+            results.append(Result(source="", width=int(img.shape[1]), height=int(img.shape[0]), task=self.name,
+                                  model=str(getattr(model, "name", "")), boxes=boxes, times_ms=times))
+        return results

@@ -381,6 +381,16 @@ def _table(headers, rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
 
 
+# ---- commands that live in their own modules (visionkit/commands/) --------------------------------------------
+def _add_commands():
+    from .commands.show import show
+
+    cli.add_command(show)
+
+
+_add_commands()
+
+
 def main(argv=None):
     """Console-script entry point (``visionkit``) and ``python -m visionkit``."""
     return cli.main(args=argv, prog_name="visionkit")

@@ -1,0 +1,1 @@
+"""Click command groups of the visionkit command line, one module per group."""

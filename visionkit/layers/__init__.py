@@ -18,6 +18,7 @@ from .dropout import Dropout
 from .initializers import set_seed
 from .merge import Add, Concat, Multiply
 from .norm import BatchNorm, BatchNormalization, LocalResponseNorm
+from .prelu import PReLU
 from .pool import AvgPool2D, ChannelMaxPool, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from .reshape import Flatten, Reshape
 from .tape import no_tape, recording
@@ -56,6 +57,7 @@ __all__ = [
     "Flatten",
     "Reshape",
     "Activation",
+    "PReLU",
     "Add",
     "Concat",
     "Multiply",

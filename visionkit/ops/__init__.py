@@ -14,6 +14,7 @@ from .act import (activation, activation_backward, dropout, dropout_backward, el
 from .conv import conv2d, conv2d_backward, conv_transpose2d, conv_transpose2d_backward
 from .dense import linear, linear_backward
 from .norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
+from .prelu import prelu, prelu_backward
 from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d,
                    avg_pool2d_backward, channel_max_pool, channel_max_pool_backward, global_avg_pool2d,
                    global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward, max_pool2d,
@@ -32,7 +33,7 @@ __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "hardsigmoid", "hardswish",
     "relu_backward", "relu6_backward", "leaky_relu_backward", "elu_backward", "selu_backward", "tanh_backward",
     "sigmoid_backward", "hardsigmoid_backward", "hardswish_backward", "activation", "activation_backward",
-    "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
+    "prelu", "prelu_backward", "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "dropout", "dropout_backward", "interpolate", "interpolate_backward", "pad", "pad_backward",
     "add", "concat", "concat_backward", "scale_channels", "scale_channels_backward",
     "same_padding", "conv_output_size", "pool_output_size", "to_device", "to_numpy",

@@ -1,5 +1,5 @@
 """The CPU backend: ``@njit(parallel=True, cache=True)`` kernels plus numpy's BLAS for GEMMs."""
 
-from . import act, conv, dense, norm, pool, resize, tensor  # noqa: F401
+from . import act, conv, dense, norm, pool, prelu, resize, tensor  # noqa: F401
 
 name = "cpu"

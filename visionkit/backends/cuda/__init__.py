@@ -7,6 +7,6 @@ The contract is the docstring of ``visionkit.backends``.
 
 from numba import cuda  # noqa: F401  (fail here, clearly, when numba-cuda is missing)
 
-from . import act, conv, dense, gemm, norm, pool, resize, tensor  # noqa: F401
+from . import act, conv, dense, gemm, norm, pool, prelu, resize, tensor  # noqa: F401
 
 name = "cuda"

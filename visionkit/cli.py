@@ -383,9 +383,12 @@ def _table(headers, rows):
 
 # ---- commands that live in their own modules (visionkit/commands/) --------------------------------------------
 def _add_commands():
+    from .commands.bench import bench
+    from .commands.export import export
     from .commands.show import show
 
-    cli.add_command(show)
+    for command in (bench, export, show):
+        cli.add_command(command)
 
 
 _add_commands()

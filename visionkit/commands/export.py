@@ -1,0 +1,75 @@
+"""``visionkit export MODEL OUT.onnx``: write a model file, a pretrained model or an architecture as ONNX.
+
+Thin: resolve the model (``visionkit.bench.resolve_model``), call ``visionkit.onnx.export_onnx``, print the path.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _fail(message, code=EXIT_FAILURE):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def parse_chw(ctx, param, value):
+    """--input C,H,W (or CxHxW) -> a tuple of three positive ints."""
+    if value is None:
+        return None
+    parts = value.replace("x", ",").split(",")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) <= 0:
+        raise click.BadParameter(f"expected C,H,W (three positive integers), got {value!r}")
+    return dims
+
+
+@click.command()
+@click.argument("model_arg", metavar="MODEL")
+@click.argument("out", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(min=1), help="ONNX opset version.")
+@click.option("--input", "input_shape", callback=parse_chw, metavar="C,H,W",
+              help="Input channels and size (an architecture is built for it; a model file's open sizes are fixed).")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Fix the batch size (default: dynamic).")
+def export(model_arg, out, opset, input_shape, batch):
+    """Export MODEL (a model file, a pretrained model or an architecture name) to OUT.onnx.
+
+    The batch dimension stays dynamic ("N") unless --batch fixes it. An architecture without trained weights is
+    exported with random weights (seed 0), and this is said on stderr.
+    """
+    from ..bench import ModelNotFound, resolve_model
+
+    try:
+        from ..onnx.export import _import_onnx
+
+        _import_onnx()
+    except ImportError as e:
+        _fail(e)
+    try:
+        model, label, random = resolve_model(model_arg, input_shape=input_shape)
+    except ModelNotFound as e:
+        _fail(e, EXIT_USAGE)
+    except (ValueError, TypeError, OSError, KeyError) as e:
+        _fail(f"cannot load model {model_arg!r}: {e}")
+    if random:
+        click.echo(f"Note: {model_arg!r} is an architecture without trained weights: exporting random weights "
+                   f"(seed 0)", err=True)
+    from ..onnx import export_onnx
+
+    try:
+        export_onnx(model, out, opset=opset, input_shape=None if random else input_shape, batch=batch)
+    except NotImplementedError as e:
+        _fail(e)
+    except ValueError as e:
+        _fail(e, EXIT_USAGE)
+    except OSError as e:
+        _fail(f"cannot write {out}: {e}")
+    click.echo(f"Saved {label} to {out} (opset {opset}, batch {batch if batch else 'dynamic'})")

@@ -13,6 +13,16 @@ Layout of a ``.vk`` file (a plain safetensors file; nothing is pickled, so loadi
                                          class names, task, provenance (training command and data, or the source
                                          and license of converted weights); comes back as ``model.metadata``
 
+A bundle (``save_bundle``; loads as a ``visionkit.bundle.ModelBundle``) holds several named models in one file:
+    tensors          named "<member>:<layer name>/<weight>" (e.g. "pnet:conv1/kernel")
+    __metadata__     {"visionkit": JSON string} with
+                        format           "visionkit"
+                        format_version   2 (a visionkit that reads only single models says "upgrade")
+                        kind             "bundle"
+                        visionkit_version, name
+                        members          {member name: {"class_name", "config", "metadata"}}, in order
+                        metadata         the bundle's free-form user dict (``bundle.metadata``)
+
 Files are written atomically: a temporary file in the same directory, then ``os.replace``.
 
 Loading an untrusted file is safe and cheap: the header is read first (safetensors gives every tensor's shape
@@ -35,7 +45,10 @@ import numpy as np
 from . import ops
 
 FORMAT = "visionkit"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # the newest version this module reads
+MODEL_FORMAT_VERSION = 1    # what save_model writes (single models)
+BUNDLE_FORMAT_VERSION = 2   # what save_bundle writes
+BUNDLE_SEP = ":"            # "<member>:<layer>/<weight>"
 METADATA_KEY = "visionkit"
 
 
@@ -58,27 +71,21 @@ def _version():
         return "unknown"
 
 
-def save_model(model, path, metadata=None):
-    """Write ``model`` (architecture, weights, ``metadata`` or else ``model.metadata``) to ``path``."""
-    from safetensors.numpy import save
-
-    path = os.fspath(path)
+def _model_tensors(model, prefix=""):
     tensors = {}
     for p in model.parameters():
-        if p.name in tensors:
+        key = prefix + p.name
+        if key in tensors:
             raise ValueError(f"two parameters share the name {p.name!r}; give the layers distinct names")
-        tensors[p.name] = np.ascontiguousarray(ops.to_numpy(p.value), dtype=np.float32)
-    meta = metadata if metadata is not None else getattr(model, "metadata", None) or {}
-    if not isinstance(meta, dict):
-        raise TypeError(f"metadata must be a dict, got {type(meta).__name__}")
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "visionkit_version": _version(),
-        "class_name": type(model).__name__,
-        "config": model.get_config(),
-        "metadata": meta,
-    }
+        tensors[key] = np.ascontiguousarray(ops.to_numpy(p.value), dtype=np.float32)
+    return tensors
+
+
+def _write_atomic(path, tensors, header):
+    """Serialise ``tensors`` with ``header`` as the visionkit metadata; write to ``path`` through a temporary file
+    in the same directory and ``os.replace`` (a reader never sees half a file)."""
+    from safetensors.numpy import save
+
     text = json.dumps(header, default=_json_default)
     data = save(tensors, metadata={METADATA_KEY: text})
 
@@ -99,8 +106,72 @@ def save_model(model, path, metadata=None):
         except OSError:
             pass
         raise
+
+
+def save_model(model, path, metadata=None):
+    """Write ``model`` (architecture, weights, ``metadata`` or else ``model.metadata``) to ``path``."""
+    path = os.fspath(path)
+    tensors = _model_tensors(model)
+    meta = metadata if metadata is not None else getattr(model, "metadata", None) or {}
+    if not isinstance(meta, dict):
+        raise TypeError(f"metadata must be a dict, got {type(meta).__name__}")
+    header = {
+        "format": FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "visionkit_version": _version(),
+        "class_name": type(model).__name__,
+        "config": model.get_config(),
+        "metadata": meta,
+    }
+    _write_atomic(path, tensors, header)
     if metadata is not None:
         model.metadata = dict(metadata)
+
+
+def save_bundle(models, path, metadata=None):
+    """Write several named models as one bundle file (see the module docstring), atomically.
+
+    ``models``: a dict member name -> Model (order kept) or a ``ModelBundle``. ``metadata``: the bundle's user
+    dict (default: the ModelBundle's ``metadata``, else {}). Each member's own ``model.metadata`` is kept too.
+    Member names are non-empty and contain no ':' or '/'.
+    """
+    from .bundle import ModelBundle, check_member_name
+    from .model import Model
+
+    path = os.fspath(path)
+    name = None
+    if isinstance(models, ModelBundle):
+        name = models.name
+        if metadata is None:
+            metadata = models.metadata
+        models = models.members
+    if not isinstance(models, dict) or not models:
+        raise ValueError("save_bundle: give a non-empty dict of member name -> Model (or a ModelBundle)")
+    meta = metadata if metadata is not None else {}
+    if not isinstance(meta, dict):
+        raise TypeError(f"metadata must be a dict, got {type(meta).__name__}")
+    tensors, members = {}, {}
+    for k, m in models.items():
+        check_member_name(k)
+        if not isinstance(m, Model):
+            raise TypeError(f"save_bundle: member {k!r} must be a visionkit Model, got {type(m).__name__}")
+        tensors.update(_model_tensors(m, prefix=k + BUNDLE_SEP))
+        mm = getattr(m, "metadata", None) or {}
+        members[k] = {"class_name": type(m).__name__, "config": m.get_config(), "metadata": dict(mm)}
+    header = {
+        "format": FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "kind": "bundle",
+        "visionkit_version": _version(),
+        "name": name if name is not None else os.path.splitext(os.path.basename(path))[0],
+        "members": members,
+        "metadata": meta,
+    }
+    _write_atomic(path, tensors, header)
+
+
+def is_bundle_header(header):
+    return isinstance(header, dict) and header.get("kind") == "bundle"
 
 
 _DTYPE_BYTES = {
@@ -153,7 +224,10 @@ def inspect_model_file(path, require_metadata=True):
         raise ValueError(f"{path}: corrupt visionkit metadata (invalid JSON: {e})") from None
     except RecursionError:
         raise ValueError(f"{path}: corrupt visionkit metadata (JSON nested too deeply)") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("config"), dict):
+    if is_bundle_header(header):
+        if header.get("format") != FORMAT or not isinstance(header.get("members"), dict) or not header["members"]:
+            raise ValueError(f"{path}: corrupt visionkit bundle (its metadata lacks the format or the members)")
+    elif not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("config"), dict):
         raise ValueError(f"{path}: not a visionkit model file (its metadata lacks the visionkit format and config)")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -201,11 +275,11 @@ def _check_shapes(model, shapes, path):
     return by_name
 
 
-def _assign(model, by_name, path):
-    tensors = _read_tensors(path, list(by_name))
+def _assign(model, by_name, path, prefix=""):
+    tensors = _read_tensors(path, [prefix + n for n in by_name])
     device = getattr(model, "device", "cpu")
     for name, p in by_name.items():
-        a = np.ascontiguousarray(tensors.pop(name), dtype=np.float32)
+        a = np.ascontiguousarray(tensors.pop(prefix + name), dtype=np.float32)
         p.value = ops.to_device(a, device) if device != "cpu" else a
         p.grad = None
 
@@ -220,44 +294,99 @@ def _reserve_names(model, depth=0):
             _reserve_names(layer, depth + 1)
 
 
-def load_model(path, device="cpu", custom_objects=None):
-    """Rebuild the model saved at ``path`` on ``device`` ("cpu" | "cuda" | "auto").
-
-    ``custom_objects`` maps class names to layer classes not registered with ``@register_layer``. The file's
-    user metadata is ``model.metadata``. The automatic-name counters move past the loaded layers' names, so a
-    layer created afterwards (``Conv2D(...)``) gets a fresh name. See the module docstring for the checks made
-    before anything is allocated.
-    """
+def _rebuild(class_name, config, custom_objects, label):
+    """The architecture of ``config`` with its parameters only declared; ValueError starting with ``label``."""
     from .layers import initializers
     from .layers.registry import get_layer_class
 
-    header, shapes = inspect_model_file(path)
-    path = os.fspath(path)
-    config = header["config"]
-    class_name = header.get("class_name") or ("Sequential" if "nodes" not in config else "Model")
     try:
         cls = get_layer_class(class_name, custom_objects)
         if not hasattr(cls, "from_config") or not getattr(cls, "_from_config_takes_custom_objects", False):
             raise ValueError(f"class {class_name!r} is not a model class")
+        if not isinstance(config, dict):
+            raise TypeError(f"the config is a {type(config).__name__}, not a dict")
         with initializers.deferred():
-            model = cls.from_config(config, custom_objects=custom_objects)
+            return cls.from_config(config, custom_objects=custom_objects)
     except _CONFIG_ERRORS as e:
         what = "config nested too deeply" if isinstance(e, RecursionError) else f"{type(e).__name__}: {e}"
-        raise ValueError(f"{path}: cannot rebuild the architecture ({what})") from None
-    by_name = _check_shapes(model, shapes, path)
-    _assign(model, by_name, path)
-    model.metadata = header.get("metadata") or {}
-    if not isinstance(model.metadata, dict):
-        model.metadata = {}
+        raise ValueError(f"{label}: cannot rebuild the architecture ({what})") from None
+
+
+def _finish(model, metadata):
+    model.metadata = metadata if isinstance(metadata, dict) else {}
     model._last = None
     _reserve_names(model)
+
+
+def load_model(path, device="cpu", custom_objects=None):
+    """Rebuild the model saved at ``path`` on ``device`` ("cpu" | "cuda" | "auto").
+
+    Returns a ``Model`` (or ``Sequential``), or a ``visionkit.bundle.ModelBundle`` when the file is a bundle
+    (``save_bundle``). ``custom_objects`` maps class names to layer classes not registered with
+    ``@register_layer``. The file's user metadata is ``model.metadata``. The automatic-name counters move past the
+    loaded layers' names, so a layer created afterwards (``Conv2D(...)``) gets a fresh name. See the module
+    docstring for the checks made before anything is allocated (for a bundle: every member's architecture is
+    rebuilt and checked against the file before any tensor is read).
+    """
+    header, shapes = inspect_model_file(path)
+    path = os.fspath(path)
+    if is_bundle_header(header):
+        return _load_bundle(header, shapes, path, device, custom_objects)
+    config = header["config"]
+    class_name = header.get("class_name") or ("Sequential" if "nodes" not in config else "Model")
+    model = _rebuild(class_name, config, custom_objects, path)
+    by_name = _check_shapes(model, shapes, path)
+    _assign(model, by_name, path)
+    _finish(model, header.get("metadata") or {})
     if device is not None and device != "cpu":
         model.to(device)
     return model
 
 
+def _load_bundle(header, shapes, path, device, custom_objects):
+    from .bundle import ModelBundle, check_member_name
+
+    members = header["members"]
+    parts = {}
+    for k in members:
+        try:
+            check_member_name(k)
+        except ValueError as e:
+            raise ValueError(f"{path}: corrupt visionkit bundle ({e})") from None
+        parts[k] = {}
+    for t, shape in shapes.items():
+        member, sep, rest = t.partition(BUNDLE_SEP)
+        if not sep or member not in parts:
+            raise ValueError(f"{path}: the bundle holds tensor {t!r}, which belongs to none of its members "
+                             f"({', '.join(parts)})")
+        parts[member][rest] = shape
+    plan = []
+    for k, spec in members.items():
+        label = f"{path} (bundle member {k!r})"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{label}: corrupt visionkit bundle (the member's entry is not a dict)")
+        model = _rebuild(spec.get("class_name"), spec.get("config"), custom_objects, label)
+        plan.append((k, model, _check_shapes(model, parts[k], label), spec.get("metadata") or {}))
+    loaded = {}
+    for k, model, by_name, meta in plan:  # every shape checked: only now read the tensors
+        _assign(model, by_name, path, prefix=k + BUNDLE_SEP)
+        _finish(model, meta)
+        loaded[k] = model
+    meta = header.get("metadata")
+    name = header.get("name")
+    if not isinstance(name, str) or not name:
+        name = os.path.splitext(os.path.basename(path))[0]
+    bundle = ModelBundle(loaded, metadata=meta if isinstance(meta, dict) else {}, name=name)
+    if device is not None and device != "cpu":
+        bundle.to(device)
+    return bundle
+
+
 def load_weights(model, path):
     """Load the tensors of ``path`` into ``model`` (names and shapes must match exactly; checked before reading)."""
     path = os.fspath(path)
-    _, shapes = inspect_model_file(path, require_metadata=False)
+    header, shapes = inspect_model_file(path, require_metadata=False)
+    if is_bundle_header(header):
+        raise ValueError(f"{path}: a bundle of models ({', '.join(header['members'])}), not one model's weights; "
+                         "load it with visionkit.load_model")
     _assign(model, _check_shapes(model, shapes, path), path)

@@ -318,6 +318,26 @@ def _finish(model, metadata):
     _reserve_names(model)
 
 
+def _load_onnx(path, device):
+    from .onnx.importer import load_onnx
+
+    model = load_onnx(path)
+    side = path + ".json"
+    model.metadata = {}
+    if os.path.isfile(side):
+        with open(side, encoding="utf-8") as f:
+            try:
+                card = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{side}: not valid JSON ({e})") from None
+        if not isinstance(card, dict):
+            raise ValueError(f"{side}: expected a JSON object (the model card), got {type(card).__name__}")
+        model.metadata = card
+    if device is not None and device != "cpu":
+        model.to(device)
+    return model
+
+
 def load_model(path, device="cpu", custom_objects=None):
     """Rebuild the model saved at ``path`` on ``device`` ("cpu" | "cuda" | "auto").
 
@@ -327,7 +347,14 @@ def load_model(path, device="cpu", custom_objects=None):
     loaded layers' names, so a layer created afterwards (``Conv2D(...)``) gets a fresh name. See the module
     docstring for the checks made before anything is allocated (for a bundle: every member's architecture is
     rebuilt and checked against the file before any tensor is read).
+
+    An ``.onnx`` file is imported (``visionkit.onnx.importer.load_onnx``, needs the ``onnx`` package); its card
+    (preprocessing, class names) comes from a JSON side file ``<file>.onnx.json`` when there is one.
     """
+    if os.fspath(path).lower().endswith(".onnx"):
+        return _load_onnx(os.fspath(path), device)
+    # the generic layers an imported ONNX model may hold once saved as a .vk file
+    from .onnx import layers as _onnx_layers  # noqa: F401
     header, shapes = inspect_model_file(path)
     path = os.fspath(path)
     if is_bundle_header(header):

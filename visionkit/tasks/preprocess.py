@@ -2,9 +2,12 @@
 
 A model file may carry a card in its metadata::
 
-    "preprocessing": {"input_size": [H, W], "channels": 1 | 3, "scale": 1/255, "mean": [...], "std": [...]}
+    "preprocessing": {"input_size": [H, W], "channels": 1 | 3, "scale": 1/255, "mean": [...], "std": [...],
+                      "center_crop": [H, W] or a fraction, "per_image_standardization": true}
 
-Every key is optional. What the card leaves out comes from the model itself: the input size and channels from the
+Every key is optional (the card is the one ``visionkit.data.transforms.Preprocessing`` writes at training time;
+see it for the exact meaning of each key and their order: channels, crop, resize, scale, per-image
+standardisation, mean/std). What the card leaves out comes from the model itself: the input size and channels from the
 shape of its input (``model.built_input_shape``, (C, H, W)); ``scale`` defaults to 1/255, ``mean`` to 0 and ``std``
 to 1 (per channel, or one number for all). The pixel value the model sees is ``(pixel * scale - mean) / std``.
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..data.transforms import crop_box, standardize_per_image
 from ..io import resize
 
 
@@ -42,6 +46,8 @@ class Preprocessor:
     scale: float = 1.0 / 255.0
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    center_crop: object = None  # [H, W] pixels or a fraction of each side, cut before the resize
+    per_image_standardization: bool = False
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -56,6 +62,10 @@ class Preprocessor:
         self.std = _floats(1.0 if self.std is None else self.std, self.channels, "std")
         if np.any(self.std == 0):
             raise ValueError("preprocessing card: std holds a zero")
+        if self.center_crop is not None and not isinstance(self.center_crop, float):
+            if isinstance(self.center_crop, int) or len(self.center_crop) != 2:
+                raise ValueError(f"preprocessing card: center_crop must be [H, W] or a fraction, "
+                                 f"got {self.center_crop!r}")
 
     @classmethod
     def from_model(cls, model):
@@ -75,7 +85,8 @@ class Preprocessor:
             raise ValueError(f"preprocessing card asks for {channels} channels but the model's input has {c_model}")
         size = card.get("input_size", hw_model)
         return cls(int(channels), None if size is None else tuple(size), card.get("scale", 1.0 / 255.0),
-                   card.get("mean"), card.get("std"))
+                   card.get("mean"), card.get("std"), card.get("center_crop"),
+                   bool(card.get("per_image_standardization", False)))
 
     def input_shape(self, image=None):
         """(C, H, W) the model gets (for an image of free size, that image's)."""
@@ -100,6 +111,10 @@ class Preprocessor:
             img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[:, :, None]
         elif self.channels == 3 and img.shape[2] == 1:
             img = np.repeat(img, 3, axis=2)
+        box = crop_box(img.shape[0], img.shape[1], self.center_crop)
+        if box is not None:
+            top, left, h, w = box
+            img = img[top:top + h, left:left + w]
         if self.input_size is not None and img.shape[:2] != self.input_size:
             img = resize(img, *self.input_size)
         return img
@@ -107,6 +122,8 @@ class Preprocessor:
     def to_array(self, image):
         """One image as C x H x W float32."""
         img = self.convert(image).astype(np.float32) * np.float32(self.scale)
+        if self.per_image_standardization:
+            img = standardize_per_image(img[None])[0]
         img = (img - self.mean) / self.std
         return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
 

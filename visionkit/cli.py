@@ -14,8 +14,8 @@ import sys
 
 import click
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from .commands.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, parse_chw
+from .commands.common import fail as _fail
 
 
 class VisionkitGroup(click.Group):
@@ -34,12 +34,6 @@ class VisionkitGroup(click.Group):
         if cmd is None:
             cmd = self._plugin_commands().get(name)
         return cmd
-
-
-def _fail(message, code=EXIT_FAILURE):
-    """One line on stderr, then exit with ``code``."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(cls=VisionkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,22 +160,9 @@ def _count(n):
 
 
 # ---- visionkit summary ---------------------------------------------------------------------------------------
-def _parse_input(ctx, param, value):
-    if value is None:
-        return None
-    parts = value.replace("x", ",").split(",")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) <= 0:
-        raise click.BadParameter(f"expected C,H,W (three positive integers), got {value!r}")
-    return dims
-
-
 @cli.command()
 @click.argument("name")
-@click.option("--input", "input_shape", callback=_parse_input, metavar="C,H,W",
+@click.option("--input", "input_shape", callback=parse_chw, metavar="C,H,W",
               help="Input channels and size (default: the architecture's).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="Batch size for memory.")
 @click.option("--classes", "num_classes", type=click.IntRange(min=1), help="Number of output classes.")
@@ -230,7 +211,6 @@ def _build_declared(spec, kwargs):
 
 
 # ---- visionkit run -------------------------------------------------------------------------------------------
-EXIT_INTERRUPTED = 130
 
 
 def _resolve_model(model_arg, task_spec):

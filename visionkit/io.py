@@ -169,26 +169,37 @@ def write_image(path, image):
     ok, buf = cv2.imencode(ext, img)
     if not ok:
         raise ImageError(path, f"OpenCV cannot encode {ext} images")
-    _write_atomically(path, buf.tobytes())
+    write_bytes_atomically(path, buf.tobytes())
     return path
 
 
 def write_text(path, lines):
     """Write lines of text atomically (as ``write_image``), making the folder if needed."""
-    _write_atomically(str(path), "".join(f"{line}\n" for line in lines).encode())
+    write_bytes_atomically(str(path), "".join(f"{line}\n" for line in lines).encode())
     return str(path)
 
 
-def _write_atomically(path, data):
-    """``data`` to a temporary file in the target folder, then renamed over ``path``: never half a file."""
+def write_bytes_atomically(path, data):
+    """``data`` to a temporary file in the target folder (made if needed), flushed to disk, given the permissions
+    any file the user writes gets, then renamed over ``path``: a reader never sees half a file, and an interrupted
+    write leaves the old file (or none) in place."""
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
+    return path

@@ -38,11 +38,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
 from . import ops
+from .io import write_bytes_atomically
 
 FORMAT = "visionkit"
 FORMAT_VERSION = 2          # the newest version this module reads
@@ -89,23 +89,7 @@ def _write_atomic(path, tensors, header):
     text = json.dumps(header, default=_json_default)
     data = save(tensors, metadata={METADATA_KEY: text})
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomically(path, data)
 
 
 def save_model(model, path, metadata=None):

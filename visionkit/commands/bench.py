@@ -6,19 +6,10 @@ Thin: parse, call ``visionkit.bench.run_bench``, print its header and table (or 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from .export import parse_chw
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _fail(message, code=EXIT_FAILURE):
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
+from .common import EXIT_USAGE, fail, parse_chw
 
 
 def _parse_vs(ctx, param, value):
@@ -65,13 +56,13 @@ def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shap
     try:
         resolve_device(device)
     except Exception as e:  # noqa: BLE001  (CUDA asked for but not there)
-        _fail(f"--device {device}: {e}", EXIT_USAGE)
+        fail(f"--device {device}: {e}", EXIT_USAGE)
     try:
         model, label, random = resolve_model(model_arg, input_shape=input_shape)
     except ModelNotFound as e:
-        _fail(e, EXIT_USAGE)
+        fail(e, EXIT_USAGE)
     except (ValueError, TypeError, OSError, KeyError) as e:
-        _fail(f"cannot load model {model_arg!r}: {e}")
+        fail(f"cannot load model {model_arg!r}: {e}")
     if random:
         click.echo(f"Note: {model_arg!r} is an architecture without trained weights: random weights (seed 0)",
                    err=True)
@@ -81,7 +72,7 @@ def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shap
                            warmup=warmup, threads=threads, input_shape=None if random else input_shape,
                            random_weights=random, log=log)
     except ValueError as e:
-        _fail(e, EXIT_USAGE)
+        fail(e, EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -5,31 +5,9 @@ Thin: resolve the model (``visionkit.bench.resolve_model``), call ``visionkit.on
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _fail(message, code=EXIT_FAILURE):
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
-def parse_chw(ctx, param, value):
-    """--input C,H,W (or CxHxW) -> a tuple of three positive ints."""
-    if value is None:
-        return None
-    parts = value.replace("x", ",").split(",")
-    try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) <= 0:
-        raise click.BadParameter(f"expected C,H,W (three positive integers), got {value!r}")
-    return dims
+from .common import EXIT_USAGE, fail, parse_chw
 
 
 @click.command()
@@ -52,13 +30,13 @@ def export(model_arg, out, opset, input_shape, batch):
 
         _import_onnx()
     except ImportError as e:
-        _fail(e)
+        fail(e)
     try:
         model, label, random = resolve_model(model_arg, input_shape=input_shape)
     except ModelNotFound as e:
-        _fail(e, EXIT_USAGE)
+        fail(e, EXIT_USAGE)
     except (ValueError, TypeError, OSError, KeyError) as e:
-        _fail(f"cannot load model {model_arg!r}: {e}")
+        fail(f"cannot load model {model_arg!r}: {e}")
     if random:
         click.echo(f"Note: {model_arg!r} is an architecture without trained weights: exporting random weights "
                    f"(seed 0)", err=True)
@@ -67,9 +45,9 @@ def export(model_arg, out, opset, input_shape, batch):
     try:
         export_onnx(model, out, opset=opset, input_shape=None if random else input_shape, batch=batch)
     except NotImplementedError as e:
-        _fail(e)
+        fail(e)
     except ValueError as e:
-        _fail(e, EXIT_USAGE)
+        fail(e, EXIT_USAGE)
     except OSError as e:
-        _fail(f"cannot write {out}: {e}")
+        fail(f"cannot write {out}: {e}")
     click.echo(f"Saved {label} to {out} (opset {opset}, batch {batch if batch else 'dynamic'})")

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import click
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from .common import EXIT_USAGE, fail
+
 RANDOM_NOTE = "random weights (architecture without training)"
-
-
-def _fail(message, code=EXIT_FAILURE):
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 def _load_model(model_arg):
@@ -32,11 +26,11 @@ def _load_model(model_arg):
     try:
         models, archs = registry.models(), registry.architectures()
     except registry.DuplicateNameError as e:
-        _fail(e)
+        fail(e)
     if model_arg in models:
         spec = models[model_arg]
         if not spec.weights_available:
-            _fail(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at {spec.path}")
+            fail(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at {spec.path}")
         path, stem = spec.path, model_arg
     elif os.path.isfile(model_arg):
         path, stem = model_arg, os.path.splitext(os.path.basename(model_arg))[0]
@@ -44,18 +38,18 @@ def _load_model(model_arg):
         try:
             return archs[model_arg].build(seed=0), model_arg, True
         except Exception as e:  # noqa: BLE001  (a plugin's builder failing: one line, not a traceback)
-            _fail(f"building {model_arg!r} (plugin {archs[model_arg].plugin!r}) failed: {type(e).__name__}: {e}")
+            fail(f"building {model_arg!r} (plugin {archs[model_arg].plugin!r}) failed: {type(e).__name__}: {e}")
     else:
         if os.path.isdir(model_arg):
-            _fail(f"{model_arg}: is a directory, not a model file", EXIT_USAGE)
+            fail(f"{model_arg}: is a directory, not a model file", EXIT_USAGE)
         close = difflib.get_close_matches(model_arg, list(models) + list(archs), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else " (see `visionkit models`)"
-        _fail(f"MODEL {model_arg!r} is neither a model file, a pretrained model nor an architecture{hint}",
+        fail(f"MODEL {model_arg!r} is neither a model file, a pretrained model nor an architecture{hint}",
               EXIT_USAGE)
     try:
         return load_model(path), stem, False
     except (ValueError, TypeError, OSError, KeyError) as e:
-        _fail(f"cannot load model {model_arg!r}: {e}")
+        fail(f"cannot load model {model_arg!r}: {e}")
 
 
 def _find_layer(model, name, conv_only):
@@ -64,7 +58,7 @@ def _find_layer(model, name, conv_only):
     try:
         return find_layer(model, name, conv_only=conv_only)
     except (UnknownLayerError, NotConvolutionError) as e:
-        _fail(e, EXIT_USAGE)
+        fail(e, EXIT_USAGE)
 
 
 def _safe(name):
@@ -83,7 +77,7 @@ def _save(path, image):
     try:
         write_image(path, image)
     except (ImageError, OSError) as e:
-        _fail(f"cannot save {path}: {e}")
+        fail(f"cannot save {path}: {e}")
     click.echo(path)
 
 
@@ -122,7 +116,7 @@ def filters(model_arg, layer, out, max_maps, normalize):
     try:
         image = filter_grid(target, normalize=normalize, max_tiles=max_maps, label=label)
     except ValueError as e:
-        _fail(e)
+        fail(e)
     _save(_out_path(out, stem, target.name, "filters"), image)
 
 
@@ -148,9 +142,9 @@ def activations(model_arg, image_path, layer, out, max_maps):
     try:
         acts = activation_maps(model, image_path, target)
     except ImageError as e:
-        _fail(e)
+        fail(e)
     except (ValueError, TypeError) as e:
-        _fail(f"layer {target.name!r}: {e}")
+        fail(f"layer {target.name!r}: {e}")
     pre, post = acts
     tag = " (random weights)" if random else ""
     if acts.activation is None:

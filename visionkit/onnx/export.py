@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 
 import numpy as np
 
@@ -688,23 +686,9 @@ def export_onnx(model, path, *, opset=DEFAULT_OPSET, input_shape=None, batch=Non
     data = proto.SerializeToString()
     del proto
     onnx.checker.check_model(data)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".visionkit-", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file should look like any other the user writes
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    from ..io import write_bytes_atomically
+
+    return write_bytes_atomically(path, data)
 
 
 __all__ = [

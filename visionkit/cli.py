@@ -366,8 +366,9 @@ def _add_commands():
     from .commands.bench import bench
     from .commands.export import export
     from .commands.show import show
+    from .commands.train import train
 
-    for command in (bench, export, show):
+    for command in (bench, export, show, train):
         cli.add_command(command)
 
 

@@ -13,6 +13,9 @@ Layout of a ``.vk`` file (a plain safetensors file; nothing is pickled, so loadi
                                          class names, task, provenance (training command and data, or the source
                                          and license of converted weights); comes back as ``model.metadata``
 
+A training checkpoint (``save_checkpoint``) is a model file with two extras that ``load_model`` ignores: tensors
+named "train:<key>" (optimizer slots) and a "training_state" JSON entry in the header (epoch, history, RNG states).
+
 A bundle (``save_bundle``; loads as a ``visionkit.bundle.ModelBundle``) holds several named models in one file:
     tensors          named "<member>:<layer name>/<weight>" (e.g. "pnet:conv1/kernel")
     __metadata__     {"visionkit": JSON string} with
@@ -49,6 +52,7 @@ FORMAT_VERSION = 2          # the newest version this module reads
 MODEL_FORMAT_VERSION = 1    # what save_model writes (single models)
 BUNDLE_FORMAT_VERSION = 2   # what save_bundle writes
 BUNDLE_SEP = ":"            # "<member>:<layer>/<weight>"
+TRAINING_PREFIX = "train:"  # a checkpoint's optimizer tensors: "train:<key>"
 METADATA_KEY = "visionkit"
 
 
@@ -152,6 +156,40 @@ def save_bundle(models, path, metadata=None):
         "metadata": meta,
     }
     _write_atomic(path, tensors, header)
+
+
+def save_checkpoint(model, path, metadata=None, arrays=None, state=None):
+    """A model file that also holds what resuming a training run needs: ``arrays`` (optimizer slots and the like,
+    stored as tensors named "train:<key>", any dtype) and ``state`` (JSON-able: epoch, history, RNG states...,
+    stored in the header as "training_state"). ``load_model`` reads it as the plain model it also is."""
+    path = os.fspath(path)
+    tensors = _model_tensors(model)
+    for k, v in (arrays or {}).items():
+        tensors[TRAINING_PREFIX + k] = np.ascontiguousarray(ops.to_numpy(v))
+    meta = metadata if metadata is not None else getattr(model, "metadata", None) or {}
+    header = {
+        "format": FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "visionkit_version": _version(),
+        "class_name": type(model).__name__,
+        "config": model.get_config(),
+        "metadata": meta,
+        "training_state": state or {},
+    }
+    _write_atomic(path, tensors, header)
+
+
+def load_checkpoint(path, device="cpu"):
+    """(model, arrays, state) of a ``save_checkpoint`` file; ValueError naming the file if it holds no training
+    state."""
+    path = os.fspath(path)
+    header, shapes = inspect_model_file(path)
+    if is_bundle_header(header) or "training_state" not in header:
+        raise ValueError(f"{path}: a model file without training state, not a checkpoint to resume from")
+    model = load_model(path, device=device)
+    names = [k for k in shapes if k.startswith(TRAINING_PREFIX)]
+    arrays = {k[len(TRAINING_PREFIX):]: v for k, v in _read_tensors(path, names).items()}
+    return model, arrays, header["training_state"]
 
 
 def is_bundle_header(header):
@@ -346,6 +384,7 @@ def load_model(path, device="cpu", custom_objects=None):
     config = header["config"]
     class_name = header.get("class_name") or ("Sequential" if "nodes" not in config else "Model")
     model = _rebuild(class_name, config, custom_objects, path)
+    shapes = {k: v for k, v in shapes.items() if not k.startswith(TRAINING_PREFIX)}  # a checkpoint's extras
     by_name = _check_shapes(model, shapes, path)
     _assign(model, by_name, path)
     _finish(model, header.get("metadata") or {})

@@ -107,7 +107,7 @@ def test_models_text_and_patterns(example):
     assert result.exit_code == 0
     header, line = result.output.splitlines()
     assert header.split()[:6] == ["NAME", "KIND", "TASK", "INPUT", "CLASSES", "PARAMS"]
-    assert line.split() == ["example-tinynet", "architecture", "classify", "3x32x32", "10", "1,562", "1,562", "no",
+    assert line.split() == ["example-tinynet", "architecture", "classify", "3x32x32", "10", "1,562", "1,562", "no", "-",
                             "example"]
     assert run("models", "TINY").exit_code == 0
     assert "example-tinynet" in run("models", "ex*net").output

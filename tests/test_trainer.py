@@ -132,3 +132,31 @@ def test_cli_train_writes_a_model_that_records_how_it_was_made(tmp_path, monkeyp
     assert "epoch 3/3" in more.stderr and "epoch 1/3" not in more.stderr
     bad = CliRunner().invoke(cli, ["train", "cifar10-small", "--data", "imagefolder:x"])
     assert bad.exit_code == 2 and "image-folder" in bad.stderr
+
+
+def test_cli_eval_prints_the_report_and_saves_the_confusion_matrix(tmp_path, monkeypatch):
+    import cv2
+    from click.testing import CliRunner
+
+    from visionkit.cli import cli
+
+    data = stripes(90)
+    _image_folder(tmp_path / "stripes", data)
+    monkeypatch.chdir(tmp_path)
+    model = small_cnn()
+    Trainer(model, lr=3e-3, progress=False).fit(data, epochs=4, batch_size=16, out="s.vk")
+    # the folder reader gives every image at 3 channels: a gray model takes them through its card
+    result = CliRunner().invoke(cli, ["eval", "s.vk", "--data", f"image-folder:{tmp_path / 'stripes'}",
+                                      "--split", "train", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    cm = np.array(doc["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm.sum() == 90 and doc["accuracy"] == pytest.approx(np.trace(cm) / 90)
+    assert {"horizontal", "vertical", "blob", "macro avg"} <= set(doc)   # per-class precision / recall / f1
+    assert doc["vertical"]["support"] == 30
+    assert cv2.imread(doc["confusion_matrix_image"]) is not None
+    text = CliRunner().invoke(cli, ["eval", "s.vk", "--data", f"image-folder:{tmp_path / 'stripes'}",
+                                    "--split", "train"])
+    assert "accuracy" in text.stdout and "confusion matrix (rows: true class" in text.stdout
+    missing = CliRunner().invoke(cli, ["eval", "s.vk", "--data", f"image-folder:{tmp_path / 'stripes'}"])
+    assert missing.exit_code == 2 and "no 'test' split" in missing.stderr

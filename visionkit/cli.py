@@ -95,12 +95,25 @@ def _model_rows():
                      "reference": spec.reference, "_spec": spec})
     for m in models.values():
         arch = archs.get(m.architecture)
+        card = _card(m)
+        pre, names = card.get("preprocessing") or {}, card.get("class_names")
+        shape = [pre.get("channels"), *pre["input_size"]] if pre.get("input_size") and pre.get("channels") else (
+            list(arch.input_shape) if arch else None)
         rows.append({"name": m.name, "kind": "model", "task": m.task, "architecture": m.architecture,
-                     "input_shape": list(arch.input_shape) if arch else None,
-                     "num_classes": arch.num_classes if arch else None, "weights": m.weights_available,
-                     "plugin": m.plugin, "description": m.description, "license": m.license, "source": m.source,
+                     "input_shape": shape, "num_classes": len(names) if names else (arch.num_classes if arch else None),
+                     "weights": m.weights_available, "plugin": m.plugin, "description": m.description,
+                     "license": m.license, "source": m.source, "evaluation": card.get("evaluation"),
+                     "training": {k: v for k, v in (card.get("training") or {}).items() if k != "history"} or None,
                      "_spec": m})
     return rows
+
+
+def _card(spec):
+    """A pretrained model's card ({} when its file is missing or unreadable: the table says so elsewhere)."""
+    try:
+        return spec.card() if spec.weights_available else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _params(row):
@@ -150,9 +163,14 @@ def models(pattern, as_json):
         return
     table = [(r["name"], r["kind"], r["task"], "x".join(map(str, r["input_shape"])) if r["input_shape"] else "-",
               r["num_classes"] if r["num_classes"] is not None else "-",
-              _count(r["params"]), _count(r["trainable_params"]), "yes" if r["weights"] else "no", r["plugin"])
-             for r in rows]
-    _table(("NAME", "KIND", "TASK", "INPUT", "CLASSES", "PARAMS", "TRAINABLE", "WEIGHTS", "PLUGIN"), table)
+              _count(r["params"]), _count(r["trainable_params"]), "yes" if r["weights"] else "no",
+              _accuracy(r.get("evaluation")), r["plugin"]) for r in rows]
+    _table(("NAME", "KIND", "TASK", "INPUT", "CLASSES", "PARAMS", "TRAINABLE", "WEIGHTS", "TEST ACC", "PLUGIN"), table)
+
+
+def _accuracy(evaluation):
+    acc = (evaluation or {}).get("accuracy")
+    return f"{acc:.2%}" if isinstance(acc, (int, float)) else "-"
 
 
 def _count(n):
@@ -225,6 +243,9 @@ def _resolve_model(model_arg, task_spec):
         if not default:
             _fail(f"task {task_spec.name!r} has no default model; pass --model FILE or a pretrained model name "
                   f"(see `visionkit models`)", EXIT_USAGE)
+        if default not in registry.models():
+            _fail(f"task {task_spec.name!r}: its default model {default!r} is not registered (is the plugin that "
+                  f"ships it disabled? see `visionkit plugins`); pass --model FILE", EXIT_USAGE)
         model_arg = default
     models, archs = registry.models(), registry.architectures()
     if model_arg in models:
@@ -364,11 +385,12 @@ def _table(headers, rows):
 # ---- commands that live in their own modules (visionkit/commands/) --------------------------------------------
 def _add_commands():
     from .commands.bench import bench
+    from .commands.eval import eval_command
     from .commands.export import export
     from .commands.show import show
     from .commands.train import train
 
-    for command in (bench, export, show, train):
+    for command in (bench, eval_command, export, show, train):
         cli.add_command(command)
 
 

@@ -79,6 +79,9 @@ def _build(arch, train, seed):
 @click.option("--normalize", is_flag=True, help="Standardise with the training set's per-channel mean and std.")
 @click.option("--val-split", default=0.1, show_default=True, type=click.FloatRange(0, 0.9),
               help="Fraction of the training data held out for validation (stratified).")
+@click.option("--test-split", default=0.0, show_default=True, type=click.FloatRange(0, 0.5),
+              help="For data without a test split: a fraction held out (stratified, never trained on or validated "
+                   "with) to report the test accuracy on.")
 @click.option("--patience", default=None, type=click.IntRange(min=1), help="Early stopping after N bad epochs.")
 @click.option("--monitor", default="val_accuracy", show_default=True,
               type=click.Choice(["val_accuracy", "val_loss", "train_loss", "train_accuracy"]))
@@ -94,8 +97,8 @@ def _build(arch, train, seed):
 @click.option("--test/--no-test", default=True, show_default=True,
               help="Score the best model on the dataset's test split and record it in the file.")
 def train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, schedule, clip_norm, augment, normalize,
-          val_split, patience, monitor, seed, device, out, resume, freeze_backbone, fine_tune_epochs, fine_tune_lr,
-          test):
+          val_split, test_split, patience, monitor, seed, device, out, resume, freeze_backbone, fine_tune_epochs,
+          fine_tune_lr, test):
     """Train ARCH (a registered architecture, or a model file to go on from / transfer) on --data.
 
     Writes the best epoch's model to --out (with its preprocessing card, class names, the exact command, data,
@@ -105,7 +108,7 @@ def train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, sche
     """
     try:
         _train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, schedule, clip_norm, augment,
-               normalize, val_split, patience, monitor, seed, device, out, resume, freeze_backbone,
+               normalize, val_split, test_split, patience, monitor, seed, device, out, resume, freeze_backbone,
                fine_tune_epochs, fine_tune_lr, test)
     except KeyboardInterrupt:
         click.echo("Interrupted; the last finished epoch is saved (go on with --resume <stem>.last.vk).", err=True)
@@ -113,8 +116,8 @@ def train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, sche
 
 
 def _train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, schedule, clip_norm, augment,
-           normalize, val_split, patience, monitor, seed, device, out, resume, freeze_backbone, fine_tune_epochs,
-           fine_tune_lr, test):
+           normalize, val_split, test_split, patience, monitor, seed, device, out, resume, freeze_backbone,
+           fine_tune_epochs, fine_tune_lr, test):
     from ..data import Augment, split
     from ..train.trainer import Trainer
     from ..train.transfer import freeze_all_but_head, replace_head
@@ -122,6 +125,10 @@ def _train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, sch
     started = time.time()
     data = read_data(data_spec, "train")
     click.echo(f"data: {data.describe() if hasattr(data, 'describe') else len(data)}", err=True)
+    held_out = None
+    if test_split > 0:  # carved first, with its own seed, so a resumed or re-run training sees the same parts
+        data, held_out = split(data, [1 - test_split, test_split], seed=seed + 1_000_003, stratify=True,
+                               names=[f"{data.name} (train part)", f"{data.name} (held-out test part)"])
     parts = split(data, [1 - val_split, val_split], seed=seed, stratify=True) if val_split > 0 else [data, None]
     train_set, val_set = parts[0], parts[1]
     try:
@@ -162,10 +169,11 @@ def _train(arch, data_spec, epochs, batch_size, lr, optimizer, weight_decay, sch
     except FloatingPointError as e:
         fail(e)
     seconds = time.time() - started
-    _finish(out, data_spec, test, seconds, (tuned if freeze_backbone and fine_tune_epochs else trainer).history)
+    _finish(out, data_spec, test, seconds, (tuned if freeze_backbone and fine_tune_epochs else trainer).history,
+            held_out, test_split)
 
 
-def _finish(out, data_spec, test, seconds, history):
+def _finish(out, data_spec, test, seconds, history, held_out=None, test_split=0.0):
     """Add the wall time and the test split's score to the best model's card, and say where everything is."""
     from ..train.trainer import Trainer
     from ..weights import load_model
@@ -175,13 +183,17 @@ def _finish(out, data_spec, test, seconds, history):
     # the best epoch's file was written mid-run: record the whole run
     meta["training"] = dict(meta.get("training") or {}, seconds=round(seconds, 1), epochs=len(history),
                             history=history.rows)
-    test_set = read_data(data_spec, "test", required=False) if test else None
+    test_set, what = None, f"{data_spec} (test split)"
+    if test and held_out is not None:
+        test_set, what = held_out, f"{data_spec} ({test_split:g} held out, stratified)"
+    elif test:
+        test_set = read_data(data_spec, "test", required=False)
     if test_set is not None:
         from ..data.transforms import Preprocessing
 
         pre = Preprocessing.from_card(meta["preprocessing"])
         ev = Trainer(model, progress=False).evaluate(test_set, preprocessing=pre)
-        meta["evaluation"] = {"data": f"{data_spec} (test split)", "images": len(test_set),
+        meta["evaluation"] = {"data": what, "images": len(test_set),
                               "accuracy": round(float(ev["accuracy"]), 6), "loss": round(float(ev["loss"]), 6)}
         click.echo(f"test accuracy {ev['accuracy']:.4f} on {len(test_set):,} images", err=True)
     model.save(out, metadata=meta)

@@ -196,6 +196,14 @@ class ModelSpec:
 
         return load_model(self.path)
 
+    def card(self):
+        """The file's metadata (preprocessing, class names, provenance, evaluation), read from its header only."""
+        from .weights import inspect_model_file
+
+        header, _ = inspect_model_file(self.path)
+        meta = header.get("metadata") if isinstance(header, dict) else None
+        return meta if isinstance(meta, dict) else {}
+
     def count_params(self):
         """Parameters stored in the file, read from its header (no tensor data is read)."""
         from .weights import inspect_model_file

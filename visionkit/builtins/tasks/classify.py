@@ -14,6 +14,7 @@ class ClassifyTask(Task):
 
     name = "classify"
     description = "top-k classes with probabilities"
+    default_model = "digits"
 
     def run(self, model, images, topk=5, batch_size=None, **options):
         import numpy as np

@@ -411,7 +411,7 @@ def test_array_dataset_layouts_and_validation(rng):
 
 def test_builtin_datasets_plugin_registers_the_readers(tmp_path, rng):
     from visionkit import registry
-    from visionkit.data import builtin_datasets
+    from visionkit.builtins import datasets as builtin_datasets
     from visionkit.plugins import using_plugins
 
     folder, arrays = _mnist_folder(tmp_path, rng)

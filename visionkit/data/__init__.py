@@ -8,7 +8,6 @@
     transforms        Preprocessing, the model file's preprocessing card as an object (fit mean/std, center crop,
                       per-image standardization); Compose to chain augmentation and preprocessing
     augment           Augment("flip,crop,..."): flips, crop, shift, rotation, scale, colour jitter, noise
-    builtin_datasets  the plugin registering the readers as named datasets (mnist, fashion-mnist, cifar10, ...)
 
 Images are stored NHWC uint8, the layout images come in and augmentation works on; a DataLoader's transform
 makes the float32 NCHW batches a model takes.

@@ -13,7 +13,7 @@ Each reader takes keyword options and returns a ``visionkit.data.Dataset``.
 
 from visionkit.hookspecs import hookimpl
 
-from . import readers
+from visionkit.data import readers
 
 
 @hookimpl

@@ -160,3 +160,49 @@ def test_cli_eval_prints_the_report_and_saves_the_confusion_matrix(tmp_path, mon
     assert "accuracy" in text.stdout and "confusion matrix (rows: true class" in text.stdout
     missing = CliRunner().invoke(cli, ["eval", "s.vk", "--data", f"image-folder:{tmp_path / 'stripes'}"])
     assert missing.exit_code == 2 and "no 'test' split" in missing.stderr
+
+
+def test_segmentation_masks_train_with_the_pixel_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 60, (64, 16, 16, 1)).astype(np.uint8)
+    masks = np.zeros((64, 16, 16), np.int64)
+    for i in range(64):
+        y, x = rng.integers(0, 10, 2)
+        images[i, y:y + 6, x:x + 6] = 220
+        masks[i, y:y + 6, x:x + 6] = 1
+    masks[:, 0, :] = 255  # an ignored row: neither trained on nor scored
+    data = ArrayDataset(images, masks, class_names=["background", "square"])
+    model = vk.Sequential([L.Conv2D(8, 3, padding="same", activation="relu", input_shape=(1, 16, 16)),
+                           L.Conv2D(2, 1)], seed=0)
+    trainer = Trainer(model, lr=1e-2, seed=0, progress=False)
+    trainer.fit(data, epochs=5, batch_size=16, out=str(tmp_path / "seg.vk"))
+    assert type(trainer.loss).__name__ == "PixelCrossEntropy"
+    assert trainer.history.rows[-1]["train_accuracy"] > 0.97   # pixel accuracy over the unignored pixels
+    assert vk.load_model(tmp_path / "seg.vk").metadata["task"] == "segment"
+    with pytest.raises(ValueError, match="moves pixels"):
+        Trainer(model, progress=False).fit(data, epochs=1, augment=Augment("flip"))
+
+
+def test_labels_with_box_targets_train_a_two_headed_window_detector(tmp_path):
+    """Windows of a bright square whose box is (centre 0.5, 0.5, sqrt(w) = sqrt(h) = 0.75) or background: the
+    class head learns which, the box head the box of the positive windows only."""
+    rng = np.random.default_rng(1)
+    n = 96
+    labels = np.arange(n) % 2   # 0 square, 1 background
+    images = rng.integers(0, 50, (n, 8, 8, 1)).astype(np.uint8)
+    images[labels == 0, 2:6, 2:6] = 230
+    targets = np.where(labels[:, None] == 0, [0.5, 0.5, 0.75, 0.75], 0.0).astype(np.float32)
+    data = ArrayDataset(images, labels, class_names=["square", "background"])
+    data.targets = targets
+    x = vk.Input((1, 8, 8))
+    f = L.Dense(16, activation="relu")(L.Flatten()(x))
+    model = vk.Model(x, [L.Dense(2, name="cls")(f), L.Dense(4, name="box")(f)], seed=0)
+    trainer = Trainer(model, lr=1e-2, seed=0, progress=False)
+    trainer.fit(data, epochs=30, batch_size=32, out=str(tmp_path / "det.vk"))
+    assert type(trainer.loss).__name__ == "WindowDetectionLoss" and trainer.loss.background == 1
+    ev = trainer.evaluate(data)
+    assert ev["accuracy"] == 1.0
+    boxes = ev["scores"][1][labels == 0]
+    np.testing.assert_allclose(boxes.mean(axis=0), [0.5, 0.5, 0.75, 0.75], atol=0.05)
+    card = vk.load_model(tmp_path / "det.vk").metadata
+    assert card["task"] == "detect" and card["background_class"] == 1

@@ -48,17 +48,22 @@ class DatasetError(ValueError):
 # --------------------------------------------------------------------------------------------------- datasets
 
 
+IGNORE_LABEL = 255  # a mask pixel that is neither trained on nor scored
+
+
 class Dataset:
     """Images and labels in memory.
 
     images       uint8 (N, H, W, C), C = 1 or 3 (RGB)
-    labels       int64 (N,), each in [0, len(class_names))
+    labels       int64 (N,), each in [0, len(class_names)); or, for segmentation, per-pixel masks (N, H, W) of
+                 class ids, IGNORE_LABEL (255) marking pixels that count for nothing
     class_names  list of str, index = label
     name         a short name for reports and model provenance ("fashion-mnist/train")
     errors       the items a reader skipped (ImageError / DatasetError), empty for most readers
+    targets      optional float32 (N, ...) regression targets beside the labels (a detector's box values)
     """
 
-    def __init__(self, images, labels, class_names=None, name="", errors=None):
+    def __init__(self, images, labels, class_names=None, name="", errors=None, targets=None):
         images = np.asarray(images)
         labels = np.asarray(labels)
         if images.dtype != np.uint8:
@@ -67,24 +72,33 @@ class Dataset:
             images = images[..., None]
         if images.ndim != 4 or images.shape[3] not in (1, 3):
             raise ValueError(f"dataset {name!r}: images must be (N, H, W, C) with C = 1 or 3, got {images.shape}")
-        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        if labels.ndim not in (1, 3) or labels.shape[0] != images.shape[0]:
             raise ValueError(f"dataset {name!r}: {images.shape[0]} images but labels of shape {labels.shape}")
+        if labels.ndim == 3 and labels.shape[1:] != images.shape[1:3]:
+            raise ValueError(f"dataset {name!r}: masks of shape {labels.shape[1:]} for images of "
+                             f"{images.shape[1:3]}")
         if labels.size and not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
             raise ValueError(f"dataset {name!r}: labels must be integers")
         labels = labels.astype(np.int64)
         if labels.size and labels.min() < 0:
             raise ValueError(f"dataset {name!r}: negative label {int(labels.min())}")
-        top = int(labels.max()) + 1 if labels.size else 0
+        valid = labels[labels != IGNORE_LABEL] if labels.ndim == 3 else labels
+        top = int(valid.max()) + 1 if valid.size else 0
         if class_names is None:
             class_names = [str(i) for i in range(top)]
         class_names = [str(c) for c in class_names]
         if top > len(class_names):
             raise ValueError(f"dataset {name!r}: label {top - 1} but only {len(class_names)} class names")
+        if targets is not None:
+            targets = np.ascontiguousarray(targets, dtype=np.float32)
+            if targets.shape[:1] != labels.shape[:1]:
+                raise ValueError(f"dataset {name!r}: {len(labels)} labels but targets of shape {targets.shape}")
         self.images = images
         self.labels = labels
         self.class_names = class_names
         self.name = name
         self.errors = list(errors or [])
+        self.targets = targets
 
     def __len__(self):
         return int(self.labels.shape[0])
@@ -98,7 +112,8 @@ class Dataset:
     def subset(self, indices, name=None):
         """A Dataset of the given items (index array, slice or boolean mask), same class names."""
         return Dataset(self.images[indices], self.labels[indices], self.class_names,
-                       self.name if name is None else name)
+                       self.name if name is None else name,
+                       targets=None if self.targets is None else self.targets[indices])
 
     @property
     def num_classes(self):
@@ -109,8 +124,15 @@ class Dataset:
         """(H, W, C) of the stored images."""
         return tuple(int(d) for d in self.images.shape[1:])
 
+    @property
+    def is_segmentation(self):
+        """True when the labels are per-pixel masks."""
+        return self.labels.ndim == 3
+
     def class_counts(self):
-        return np.bincount(self.labels, minlength=self.num_classes)
+        """Items per class (pixels per class for masks, ignored pixels left out)."""
+        labels = self.labels[self.labels != IGNORE_LABEL] if self.is_segmentation else self.labels
+        return np.bincount(labels.reshape(-1), minlength=self.num_classes)
 
     def describe(self):
         """One line: name, count, shape, classes, skipped items."""

@@ -87,9 +87,10 @@ def split_indices(labels_or_n, sizes, seed=0, stratify=False):
 def split(dataset, sizes, seed=0, stratify=False, names=None):
     """Disjoint parts of ``dataset`` (Datasets, items in their original order): ``sizes`` are fractions
     (``[0.8, 0.1, 0.1]``; if they sum to 1 every item is used) or counts (``[50000, 10000]``). The same seed
-    gives the same parts."""
+    gives the same parts. ``stratify`` applies to class labels; masks (segmentation) are split at random."""
     if not isinstance(dataset, Dataset):
         raise TypeError(f"split: expected a Dataset, got {type(dataset).__name__}")
+    stratify = stratify and dataset.labels.ndim == 1
     idx = split_indices(dataset.labels if stratify else len(dataset), sizes, seed, stratify)
     if names is None:
         names = [f"{dataset.name}[part {i + 1}/{len(idx)}]" for i in range(len(idx))]
@@ -129,6 +130,7 @@ class DataLoader:
     state       a ``loader.state`` dict to resume from
     """
 
+    # a batch is (x, labels), or (x, (labels, targets)) when the dataset carries regression targets
     def __init__(self, dataset, batch_size=32, shuffle=True, seed=0, transform=None, drop_last=False, prefetch=2,
                  state=None):
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -176,6 +178,9 @@ class DataLoader:
         idx = order[batch * self.batch_size:(batch + 1) * self.batch_size]
         images = self.dataset.images[idx]
         y = np.ascontiguousarray(self.dataset.labels[idx], dtype=np.int64)
+        targets = getattr(self.dataset, "targets", None)
+        if targets is not None:  # labels and regression targets: (y, t)
+            y = (y, np.ascontiguousarray(targets[idx], dtype=np.float32))
         x = self.transform(images, self.batch_rng(epoch, batch))
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[0] != len(idx):

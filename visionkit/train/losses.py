@@ -367,3 +367,42 @@ def l2_penalty(params, weight_decay):
             g = (ops.to_numpy(p.grad) if is_device_array(p.grad) else np.asarray(p.grad)) + add
         p.grad = ops.to_device(np.ascontiguousarray(g), "cuda") if dev else np.ascontiguousarray(g)
     return 0.5 * wd * total
+
+
+class WindowDetectionLoss:
+    """The sliding-window detector's two-headed loss: softmax cross-entropy on the class scores (background
+    included) plus ``box_weight`` times the mean squared error of the 4 box values, on the windows that hold an
+    object only (a background window has no box to regress), as the textbook trains its digit detector.
+
+    ``pred``: [scores (N, K), boxes (N, 4)]; ``target``: (labels (N,), boxes (N, 4)); ``backward()`` gives the two
+    gradients as a list, the way ``model.backward`` takes them for a two-output model.
+    """
+
+    def __init__(self, background, box_weight=5.0, from_logits=True):
+        self.background = int(background)
+        self.box_weight = float(box_weight)
+        self.cls = SoftmaxCrossEntropy(from_logits=from_logits)
+        self._last = None
+
+    def __call__(self, pred, target):
+        scores, boxes = pred
+        labels, box_targets = target
+        labels = np.asarray(labels)
+        value = self.cls(scores, labels)
+        host = ops.to_numpy(boxes) if is_device_array(boxes) else np.asarray(boxes)
+        d = host.astype(F64) - np.asarray(box_targets, F64)
+        d[labels == self.background] = 0.0
+        positives = max(int(np.count_nonzero(labels != self.background)), 1)
+        # mean over the positive windows' 4 values
+        value += self.box_weight * float(np.sum(d * d)) / (positives * 4)
+        self._last = (boxes, d, positives)
+        return value
+
+    def backward(self):
+        if self._last is None:
+            raise RuntimeError("WindowDetectionLoss.backward() called before the loss")
+        boxes, d, positives = self._last
+        g = (self.box_weight * 2.0 / (positives * 4) * d).astype(np.float32)
+        if is_device_array(boxes):
+            g = ops.to_device(g, "cuda")
+        return [self.cls.backward(), g]

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import ops
 from ..layers import Dropout
-from .losses import SoftmaxCrossEntropy, accuracy
+from .losses import PixelCrossEntropy, SoftmaxCrossEntropy, WindowDetectionLoss, accuracy
 from .optim import SGD, Adam, AdamW, RMSprop, clip_grad_norm
 from .schedules import CosineAnnealingLR, ReduceLROnPlateau, StepLR
 
@@ -45,8 +45,11 @@ OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}
 MONITORS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min", "train_accuracy": "max"}
 
 
+GEOMETRIC_AUGMENTATIONS = {"flip", "vflip", "crop", "shift", "rotate", "scale"}
+
+
 def ends_in_softmax(model):
-    """True when the model's (single) output is a softmax: its loss then takes probabilities, not logits."""
+    """True when the model's (first) output is a softmax: its loss then takes probabilities, not logits."""
     return getattr(model.outputs[0].node.layer, "activation", None) == "softmax"
 
 
@@ -125,7 +128,7 @@ class Trainer:
                  schedule=None, clip_norm=None, seed=0, progress=True):
         self.model = model
         self.seed = int(seed)
-        self.loss = loss if loss is not None else SoftmaxCrossEntropy(from_logits=not ends_in_softmax(model))
+        self.loss = loss  # None: chosen from the data at the first fit / evaluate (see loss_for)
         if isinstance(optimizer, str):
             self.optimizer_name = optimizer.lower()
             self.optimizer = make_optimizer(optimizer, model.parameters(), lr, weight_decay, momentum)
@@ -156,6 +159,26 @@ class Trainer:
                 layer.seed = int(np.random.SeedSequence([self.seed, 7919, i]).generate_state(1)[0] & 0x7FFFFFFF)
 
     # ---- data ---------------------------------------------------------------------------------------------
+    def loss_for(self, dataset):
+        """The loss a dataset asks for: softmax cross-entropy for class labels, per-pixel cross-entropy (255
+        ignored) for masks, and for labels with box targets on a two-output model the window detector's loss."""
+        if self.loss is None:
+            logits = not ends_in_softmax(self.model)
+            if getattr(dataset, "targets", None) is not None and len(self.model.outputs) == 2:
+                names = [n.lower() for n in dataset.class_names]
+                bg = names.index("background") if "background" in names else len(names) - 1
+                self.loss = WindowDetectionLoss(bg, from_logits=logits)
+            elif dataset.labels.ndim == 3:
+                self.loss = PixelCrossEntropy(ignore_index=255)
+            else:
+                self.loss = SoftmaxCrossEntropy(from_logits=logits)
+        return self.loss
+
+    def task_of(self, dataset):
+        if dataset.labels.ndim == 3:
+            return "segment"
+        return "detect" if getattr(dataset, "targets", None) is not None else "classify"
+
     def preprocessing_for(self, dataset, preprocessing=None):
         """The preprocessing card for this model and data: the one given, or scale to [0, 1] at the model's input
         size and channels."""
@@ -169,6 +192,9 @@ class Trainer:
             pre = Preprocessing(input_size=size, channels=c)
         if pre.channels is None:
             pre.channels = self.model.built_input_shape[0]
+        if dataset.labels.ndim == 3 and (pre.input_size not in (None, tuple(dataset.images.shape[1:3]))
+                                         or pre.center_crop is not None):
+            raise ValueError("segmentation masks are not resized or cropped: give images of the model's input size")
         return pre
 
     def _loader(self, dataset, batch_size, shuffle, transform, state=None):
@@ -186,6 +212,8 @@ class Trainer:
         for x, y in loader:
             out = self.model(x, training=True)
             loss = self.loss(out, y)
+            labels = y[0] if isinstance(y, tuple) else y
+            scores = out[0] if isinstance(out, list) else out
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss} at epoch {self.epoch + 1}; lower the learning "
                                          f"rate (now {self.optimizer.lr:g}) or clip gradients (--clip-norm)")
@@ -193,22 +221,32 @@ class Trainer:
             if self.clip_norm:
                 clip_grad_norm(self.model.parameters(), self.clip_norm)
             self.optimizer.step()
-            n = len(y)
+            n = len(labels)
             total_loss += loss * n
-            correct += accuracy(ops.to_numpy(out) if not isinstance(out, np.ndarray) else out, y) * n
+            correct += accuracy(ops.to_numpy(scores) if not isinstance(scores, np.ndarray) else scores, labels,
+                                ignore_index=255 if labels.ndim == 3 else None) * n
             seen += n
             bar.update(n, loss=total_loss / seen, acc=correct / seen)
         return bar, total_loss / max(seen, 1), correct / max(seen, 1)
 
     def evaluate(self, dataset, batch_size=256, preprocessing=None):
-        """{"loss", "accuracy"} of the model on ``dataset`` (inference mode), and the predictions (``"pred"``)."""
+        """{"loss", "accuracy"} of the model on ``dataset`` (inference mode; pixel accuracy for masks), the
+        predictions (``"pred"``: argmax of the first output) and the raw ``"scores"`` (a list for two outputs)."""
         pre = self.preprocessing_for(dataset, preprocessing)
+        loss_fn = self.loss_for(dataset)
         loader = self._loader(dataset, batch_size, False, pre)
-        scores = [self.model.predict(x, batch_size=batch_size) for x, _ in loader]
-        scores = np.concatenate(scores) if scores else np.zeros((0, 1), np.float32)
-        loss = self.loss(scores, dataset.labels) if len(scores) else float("nan")
-        return {"loss": loss, "accuracy": accuracy(scores, dataset.labels) if len(scores) else float("nan"),
-                "pred": scores.argmax(axis=1), "scores": scores}
+        outs = []
+        for x, _ in loader:
+            o = self.model.predict(x, batch_size=batch_size)
+            outs.append(o if isinstance(o, list) else [o])
+        if not outs:
+            return {"loss": float("nan"), "accuracy": float("nan"), "pred": np.zeros(0, np.int64), "scores": None}
+        full = [np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))]
+        target = dataset.labels if dataset.targets is None or len(full) == 1 else (dataset.labels, dataset.targets)
+        loss = loss_fn(full if len(full) > 1 else full[0], target)
+        ignore = 255 if dataset.labels.ndim == 3 else None
+        return {"loss": loss, "accuracy": accuracy(full[0], dataset.labels, ignore_index=ignore),
+                "pred": full[0].argmax(axis=1), "scores": full if len(full) > 1 else full[0]}
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def fit(self, train, val=None, *, epochs=10, batch_size=32, augment=None, preprocessing=None, patience=None,
@@ -223,6 +261,12 @@ class Trainer:
         if val is None and monitor.startswith("val_"):
             monitor = "train_" + monitor[4:]
         mode = MONITORS[monitor]
+        self.loss_for(train)
+        if augment is not None and self.task_of(train) != "classify":
+            moving = GEOMETRIC_AUGMENTATIONS & set(getattr(augment, "ops", ()))
+            if moving:
+                raise ValueError(f"augmentation {', '.join(sorted(moving))} moves pixels but not the masks or boxes "
+                                 f"of this {self.task_of(train)} data; use colour augmentations only")
         pre = self.preprocessing_for(train, preprocessing)
         self.card = pre.to_card()
         if self.schedule is None and self._schedule_arg is not None:
@@ -281,7 +325,9 @@ class Trainer:
     def model_card(self, train):
         """The metadata written with the best model: preprocessing, class names, task, how it was made."""
         meta = dict(self._meta)
-        meta.setdefault("task", "classify")
+        meta.setdefault("task", self.task_of(train))
+        if meta["task"] == "detect" and isinstance(self.loss, WindowDetectionLoss):
+            meta.setdefault("background_class", int(self.loss.background))
         meta["preprocessing"] = dict(self.card)
         names = getattr(train, "class_names", None)
         if names:

@@ -15,7 +15,7 @@ from visionkit.hookspecs import hookimpl
 from ._registry import ARCHITECTURES, ArchitectureSpec, architecture
 
 # one module per family; registering is each import's side effect
-from . import alexnet, classic, fcn, googlenet, mobilenet, resnet, senet, vgg, xception  # noqa: F401
+from . import alexnet, classic, detector, fcn, googlenet, mobilenet, resnet, senet, vgg, xception  # noqa: F401
 
 
 @hookimpl

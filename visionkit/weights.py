@@ -96,14 +96,13 @@ def _write_atomic(path, tensors, header):
     write_bytes_atomically(path, data)
 
 
-def save_model(model, path, metadata=None):
-    """Write ``model`` (architecture, weights, ``metadata`` or else ``model.metadata``) to ``path``."""
-    path = os.fspath(path)
-    tensors = _model_tensors(model)
+def _model_header(model, metadata):
+    """The JSON header of a single-model file: format, version, architecture config and the user metadata
+    (``metadata``, else ``model.metadata``)."""
     meta = metadata if metadata is not None else getattr(model, "metadata", None) or {}
     if not isinstance(meta, dict):
         raise TypeError(f"metadata must be a dict, got {type(meta).__name__}")
-    header = {
+    return {
         "format": FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
         "visionkit_version": _version(),
@@ -111,7 +110,12 @@ def save_model(model, path, metadata=None):
         "config": model.get_config(),
         "metadata": meta,
     }
-    _write_atomic(path, tensors, header)
+
+
+def save_model(model, path, metadata=None):
+    """Write ``model`` (architecture, weights, ``metadata`` or else ``model.metadata``) to ``path``."""
+    path = os.fspath(path)
+    _write_atomic(path, _model_tensors(model), _model_header(model, metadata))
     if metadata is not None:
         model.metadata = dict(metadata)
 
@@ -166,17 +170,7 @@ def save_checkpoint(model, path, metadata=None, arrays=None, state=None):
     tensors = _model_tensors(model)
     for k, v in (arrays or {}).items():
         tensors[TRAINING_PREFIX + k] = np.ascontiguousarray(ops.to_numpy(v))
-    meta = metadata if metadata is not None else getattr(model, "metadata", None) or {}
-    header = {
-        "format": FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "visionkit_version": _version(),
-        "class_name": type(model).__name__,
-        "config": model.get_config(),
-        "metadata": meta,
-        "training_state": state or {},
-    }
-    _write_atomic(path, tensors, header)
+    _write_atomic(path, tensors, _model_header(model, metadata) | {"training_state": state or {}})
 
 
 def load_checkpoint(path, device="cpu"):

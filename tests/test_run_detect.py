@@ -160,3 +160,14 @@ def test_cli_detect_with_a_classifier_file_saves_boxes_labels_and_json(plugin_se
     doc = json.loads(result.stdout)
     assert sorted([b["x1"], b["y1"]] for b in doc["results"][0]["boxes"]) == [[10, 5], [41, 30]]
     assert not (tmp_path / "runs/detect/predict2").exists()  # --json alone saves nothing
+
+
+def test_the_model_card_sets_the_detect_defaults_and_options_override_them():
+    img = np.zeros((48, 64), np.uint8)
+    draw_ring(img, 10, 5, 8)
+    model = ring_classifier()
+    model.metadata = dict(CARD, detect={"conf": 0.99, "min_size": 8, "max_size": 8})
+    [strict] = DetectTask().run(model, [img])
+    assert strict.boxes == []              # the card's conf 0.99 is above the ring's 0.98
+    [given] = DetectTask().run(model, [img], conf=0.9)
+    assert boxes_of(given) == [[10, 5, 18, 13]]

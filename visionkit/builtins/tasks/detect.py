@@ -38,6 +38,8 @@ class DetectTask(Task):
     max_size   largest object size in pixels [the image's shorter side]
     factor     pyramid scale step, 0 < factor < 1 [0.709]
     stride     pixels between windows at each level [the network's own]
+
+    A model card may set its own defaults for conf, iou, min_size, max_size and factor under "detect".
     """
 
     name = "detect"
@@ -55,11 +57,19 @@ class DetectTask(Task):
             det = self._detectors[model] = SlidingWindowDetector(model)
         return det
 
-    def run(self, model, images, conf=None, iou=0.45, agnostic=False, max_det=300, min_size=None, max_size=None,
-            factor=0.709, stride=None, **options):
+    def run(self, model, images, conf=None, iou=None, agnostic=False, max_det=300, min_size=None, max_size=None,
+            factor=None, stride=None, **options):
         from visionkit.tasks.results import Result
 
-        cascade = (getattr(model, "metadata", None) or {}).get("detector")
+        meta = getattr(model, "metadata", None) or {}
+        # the model card's own defaults ("detect": {"conf": ..., "iou": ..., "min_size": ...}), then the task's
+        card = meta.get("detect") if isinstance(meta.get("detect"), dict) else {}
+        conf = card.get("conf") if conf is None else conf
+        iou = card.get("iou", 0.45) if iou is None else iou
+        min_size = card.get("min_size") if min_size is None else min_size
+        max_size = card.get("max_size") if max_size is None else max_size
+        factor = card.get("factor", 0.709) if factor is None else factor
+        cascade = meta.get("detector")
         results = []
         for img in images:
             times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}

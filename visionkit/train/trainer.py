@@ -323,9 +323,12 @@ class Trainer:
 
     # ---- files --------------------------------------------------------------------------------------------
     def model_card(self, train):
-        """The metadata written with the best model: preprocessing, class names, task, how it was made."""
-        meta = dict(self._meta)
-        meta.setdefault("task", self.task_of(train))
+        """The metadata written with the best model: the architecture's own card (its defaults), then the
+        preprocessing, class names, task and how it was made."""
+        meta = {k: v for k, v in (getattr(self.model, "metadata", None) or {}).items()
+                if k not in ("training", "evaluation")}
+        meta.update(self._meta)
+        meta["task"] = self.task_of(train)  # what the data trained it for
         if meta["task"] == "detect" and isinstance(self.loss, WindowDetectionLoss):
             meta.setdefault("background_class", int(self.loss.background))
         meta["preprocessing"] = dict(self.card)

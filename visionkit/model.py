@@ -29,7 +29,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import ops
-from .device import is_device_array, resolve_device
+from .device import get_backend, is_device_array, resolve_device
 from .input_layer import Input, InputLayer
 from .layers.base import (
     Layer,
@@ -262,6 +262,10 @@ class Model(Layer):
         if not keep and recording():
             with no_tape():
                 return self._run(xs, training, keep=False)
+        with get_backend(self.device).session():
+            return self._run_nodes(xs, training, keep)
+
+    def _run_nodes(self, xs, training, keep):
         order, inbound = self._order, self._inbound
         vals = [None] * len(order)
         tape = [None] * len(order) if keep else None
@@ -286,6 +290,10 @@ class Model(Layer):
         return [vals[j] for j in self._output_idx], (tape, shapes)
 
     def _backward(self, grads, ctx):
+        with get_backend(self.device).session():
+            return self._backward_nodes(grads, ctx)
+
+    def _backward_nodes(self, grads, ctx):
         tape, in_shapes = ctx
         order, inbound = self._order, self._inbound
         g = [None] * len(order)

@@ -87,6 +87,10 @@ tensor
     split_channels(gy, sizes) -> list of arrays
     sum_except_channels(g) -> (C,)            sum over every axis but 1 (bias gradients)
     to_device(a) / to_host(a)                 numpy <-> this backend's arrays
+
+the package itself
+    session()   a context a whole model run (forward or backward) is wrapped in; re-entrant. The CPU backend
+                holds BLAS to one thread there (see cpu/threads.py), CUDA does nothing.
 """
 
 ACTIVATIONS = {

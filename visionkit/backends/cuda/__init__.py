@@ -5,6 +5,8 @@ device arrays; activations stay on the device from layer to layer, and only ``te
 The contract is the docstring of ``visionkit.backends``.
 """
 
+from contextlib import nullcontext as session  # noqa: F401  (nothing to hold around a model run)
+
 from numba import cuda  # noqa: F401  (fail here, clearly, when numba-cuda is missing)
 
 from . import act, conv, dense, gemm, norm, pool, prelu, resize, tensor  # noqa: F401

@@ -1,0 +1,80 @@
+"""The CPU backend's thread policy: GEMMs run on visionkit's pool with BLAS held to one thread (OpenBLAS's own
+workers spin after a multi-threaded call and slow the next layer), and BLAS gets its thread count back after."""
+
+import numpy as np
+import pytest
+
+import visionkit as vk
+from visionkit import layers as L
+from visionkit.backends.cpu import threads
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _blas_threads():
+    info = [c.num_threads for c in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers]
+    if not info:
+        pytest.skip("no BLAS library seen by threadpoolctl")
+    return info[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 300, 500), (257, 300, 64), (64, 256, 3136), (3, 5, 2), (130, 7, 129)])
+def test_gemm_matches_numpy(shape):
+    M, K, N = shape
+    rng = np.random.default_rng(M + K + N)
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((N, K), dtype=np.float32).T  # a transposed view, as the dense layer passes
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    got = threads.gemm(a, b)
+    assert got.shape == (M, N) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.sqrt(K))
+
+
+def test_gemm_into_strided_out():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((40, 600), dtype=np.float32)
+    b = rng.standard_normal((600, 900), dtype=np.float32)
+    out = np.full((40, 1000), 7.0, np.float32)
+    threads.gemm(a, b, out=out[:, 50:950])
+    np.testing.assert_allclose(out[:, 50:950], a @ b, rtol=1e-5, atol=1e-3)
+    assert (out[:, :50] == 7).all() and (out[:, 950:] == 7).all()
+
+
+class _Probe(L.Layer):
+    """Records BLAS's thread count while the model runs."""
+
+    seen = []
+
+    def forward(self, x, training=False):
+        _Probe.seen.append(_blas_threads())
+        return x, None
+
+    def backward(self, grad_out, ctx):
+        _Probe.seen.append(_blas_threads())
+        return grad_out
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def test_model_runs_hold_blas_to_one_thread_and_restore_it():
+    before = _blas_threads()
+    if before == 1:
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            if _blas_threads() != 2:
+                pytest.skip("BLAS cannot be given two threads here")
+            _check_hold()
+    else:
+        _check_hold()
+    assert _blas_threads() == before
+
+
+def _check_hold():
+    before = _blas_threads()
+    model = vk.Sequential([L.Dense(8, input_shape=(16,)), _Probe(), L.Dense(3)])
+    _Probe.seen.clear()
+    y = model(np.ones((4, 16), np.float32))
+    model.backward(np.ones_like(y))
+    model.predict(np.ones((4, 16), np.float32))
+    assert _Probe.seen == [1, 1, 1]
+    assert _blas_threads() == before

@@ -105,6 +105,25 @@ def test_conv2d_edge_vs_reference(name):
 
 
 @pytest.mark.parametrize("name", list(CONV_EDGE))
+def test_conv2d_relu_edge_vs_reference(name):
+    """The fused conv + ReLU on every path (direct, strided direct, GEMM): relu of the reference."""
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0))
+
+
+@pytest.mark.parametrize("c,k", [(1, 3), (2, 3), (8, 3), (40, 1)], ids=["direct", "direct-strided", "gemm", "pointwise"])
+def test_conv2d_relu_keeps_nan_as_relu_does(c, k):
+    rng = np.random.default_rng(3)
+    x, w = _rand(rng, (2, c, 6, 7)), _rand(rng, (4, c, k, k))
+    x[0, 0, 2, 3] = np.nan
+    stride = 2 if c == 2 else 1
+    got = ops.conv2d_relu(x, w, None, stride=stride, padding=k // 2)
+    want = ops.relu(ops.conv2d(x, w, None, stride=stride, padding=k // 2))
+    assert np.isnan(got).any()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", list(CONV_EDGE))
 def test_conv2d_backward_gradcheck(name):
     case = dict(CONV_EDGE[name], n=1)
     x, w, b, kw = _make_conv(case, np.float64)
@@ -269,6 +288,7 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     x, w, b = _rand(rng, (5, c, 9, 8), np.float64), _rand(rng, (6, c, k, k), np.float64), _rand(rng, (6,), np.float64)
     y = ops.conv2d(x, w, b, **kw)
     assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
+    assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
     if not isinstance(kw.get("padding"), str):  # conv_transpose2d takes numeric padding only, as in PyTorch
         wt = _rand(rng, (x.shape[1], 6, k, k), np.float64)
         assert_close(ops.conv_transpose2d(x, wt, **kw), ref.conv_transpose2d(x, wt, **kw), np.float64)
@@ -350,6 +370,7 @@ def test_conv_float64_preserved_and_exact():
     x, w, b, kw = _make_conv(CONV_EDGE["depthwise_mult2"], np.float64)
     y = ops.conv2d(x, w, b, **kw)
     assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
+    assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
     x, w, b, kw = _make_convt(CONVT_EDGE["groups2"], np.float64)
     assert_close(ops.conv_transpose2d(x, w, b, **kw), ref.conv_transpose2d(x, w, b, **kw), np.float64)
 

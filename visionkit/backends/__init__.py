@@ -17,8 +17,9 @@ Common argument forms:
 The contract, module by module (every function returns new arrays on the backend's device):
 
 conv
-    conv2d_forward(x, w, b, stride, pads, dilation, groups) -> y
+    conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False) -> y
         w: (O, C/groups, KH, KW); b: (O,) or None. OH = (H+pt+pb - dh*(KH-1) - 1)//sh + 1.
+        relu=True returns relu(y) (the CPU applies it in the pass that adds the bias).
     conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups) -> gx with shape x_shape
         (x_shape may be larger than the forward would need: rows/cols no window touches get zero.
         conv_transpose2d's forward is this function.)

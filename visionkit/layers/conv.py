@@ -30,6 +30,8 @@ from .base import (
 class _ConvCommon(Layer):
     """Shared argument handling and input checks of the convolution layers."""
 
+    _fuses_relu = False  # True where forward runs ops.conv2d_relu for activation="relu" (no z kept)
+
     def _init_common(self, kernel_size, strides, padding, dilation_rate, activation, use_bias):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
@@ -85,9 +87,10 @@ class _ConvCommon(Layer):
         )
 
     def memory_profile(self, input_shape, output_shape, training):
-        """Keeps x, the output y and, with a fused activation, the pre-activation z (alive at inference too while
-        y is computed)."""
-        z = 0 if self.activation is None else elements(output_shape)
+        """Keeps x, the output y and, with an activation other than ReLU (which the convolution applies itself),
+        the pre-activation z (alive at inference too while y is computed)."""
+        fused = self.activation is None or (self.activation == "relu" and self._fuses_relu)
+        z = 0 if fused else elements(output_shape)
         z = None if z is None else 4 * z
         return profile(keeps_input=True, keeps_output=True, extra=z, transient=z)
 
@@ -100,6 +103,8 @@ class Conv2D(_ConvCommon):
     use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None, name=None,
     trainable=True)``. Kernel layout OIHW: (filters, in_channels/groups, kh, kw).
     """
+
+    _fuses_relu = True
 
     def __init__(
         self,
@@ -148,13 +153,17 @@ class Conv2D(_ConvCommon):
 
     def forward(self, x, training=False):
         b = self.bias.value if self.bias is not None else None
+        if self.activation == "relu":  # fused: one pass over the output, and no pre-activation to keep
+            y = ops.conv2d_relu(x, self._weight().value, b, **self._conv_kwargs())
+            return y, (x, None, y)
         z = ops.conv2d(x, self._weight().value, b, **self._conv_kwargs())
         y = activate(z, self.activation)
         return y, (x, z, y)
 
     def backward(self, grad_out, ctx):
         x, z, y = ctx
-        gz = activate_backward(grad_out, z, y, self.activation)
+        # relu's gradient mask from y: y > 0 exactly where z > 0 (NaN in both fails the test)
+        gz = activate_backward(grad_out, y if z is None else z, y, self.activation)
         b = self.bias.value if self.bias is not None else None
         gx, gw, gb = ops.conv2d_backward(gz, x, self._weight().value, b, **self._conv_kwargs())
         self._weight().accumulate(gw)
@@ -184,6 +193,8 @@ class Conv2D(_ConvCommon):
 class DepthwiseConv2D(_ConvCommon):
     """Depthwise convolution: each input channel convolved with ``depth_multiplier`` filters of its own
     (a Conv2D with groups = in_channels). Kernel (in_channels*depth_multiplier, 1, kh, kw)."""
+
+    _fuses_relu = True
 
     def __init__(
         self,
@@ -258,6 +269,8 @@ class SeparableConv2D(_ConvCommon):
     """Depthwise separable convolution: a depthwise convolution (no bias) then a 1x1 pointwise convolution
     (with bias), as Keras' SeparableConv2D (same parameter count)."""
 
+    _fuses_relu = True
+
     def __init__(
         self,
         filters,
@@ -305,13 +318,16 @@ class SeparableConv2D(_ConvCommon):
     def forward(self, x, training=False):
         t = ops.conv2d(x, self.depthwise_kernel.value, None, **self._dw_kwargs())
         b = self.bias.value if self.bias is not None else None
+        if self.activation == "relu":
+            y = ops.conv2d_relu(t, self.pointwise_kernel.value, b)
+            return y, (x, t, None, y)
         z = ops.conv2d(t, self.pointwise_kernel.value, b)
         y = activate(z, self.activation)
         return y, (x, t, z, y)
 
     def backward(self, grad_out, ctx):
         x, t, z, y = ctx
-        gz = activate_backward(grad_out, z, y, self.activation)
+        gz = activate_backward(grad_out, y if z is None else z, y, self.activation)
         b = self.bias.value if self.bias is not None else None
         gt, gpw, gb = ops.conv2d_backward(gz, t, self.pointwise_kernel.value, b)
         gx, gdw, _ = ops.conv2d_backward(gt, x, self.depthwise_kernel.value, None, **self._dw_kwargs())

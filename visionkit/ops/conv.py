@@ -32,12 +32,23 @@ def _check_conv(x_shape, w_shape, stride, pads, dilation, groups, op):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, False)
+
+
+def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """relu(conv2d(x, ...)) in one pass over the output: the CPU applies the ReLU where it adds the bias (what
+    ``Conv2D(..., activation="relu")`` runs). Its backward is conv2d_backward of relu_backward(grad, y)."""
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, True)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
     x = _arr(x)
-    stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, "conv2d")
+    op = "conv2d_relu" if relu else "conv2d"
+    stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, op)
     w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
-    _check_conv(x.shape, w.shape, stride, pads, dilation, groups, "conv2d")
-    _check_bias(b, w.shape[0], "conv2d")
-    return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups)
+    _check_conv(x.shape, w.shape, stride, pads, dilation, groups, op)
+    _check_bias(b, w.shape[0], op)
+    return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups, relu)
 
 
 def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

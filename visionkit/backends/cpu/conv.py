@@ -102,17 +102,44 @@ def _im2col_pitch_tile(x, n, c0, cg, kh, kw, pt, pl, dh, dw, oh0, oh1, Wp, tp, c
                 col[(c * kh + i) * kw + j, :] = t[b:b + L]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _store(dst, src, bv, relu):
+    """dst[:] = src + bv, then max(., 0) when relu (NaN kept, as the ReLU kernel): the fused epilogue every
+    GEMM path ends with, while the tile is still in cache."""
+    if relu:
+        for q in range(dst.shape[0]):
+            v = src[q] + bv
+            dst[q] = 0.0 if v < 0 else v
+    else:
+        for q in range(dst.shape[0]):
+            dst[q] = src[q] + bv
+
+
 @njit(nogil=True, cache=True)
-def _rows_out(out, y, n, o0, oh0, oh1, Wp, bias, has_bias):
-    """y[n, o0+o, oh0+r, :] = out[o, r*Wp : r*Wp+OW] (+ bias): a pitch-layout GEMM result back to NCHW."""
+def _rows_out(out, y, n, o0, oh0, oh1, Wp, bias, has_bias, relu):
+    """y[n, o0+o, oh0+r, :] = act(out[o, r*Wp : r*Wp+OW] + bias): a pitch-layout GEMM result back to NCHW."""
     OW = y.shape[3]
     for o in range(out.shape[0]):
         bv = bias[o0 + o] if has_bias else 0.0
         for r in range(oh1 - oh0):
-            yr = y[n, o0 + o, oh0 + r]
-            src = out[o, r * Wp:r * Wp + OW]
-            for q in range(OW):
-                yr[q] = src[q] + bv
+            _store(y[n, o0 + o, oh0 + r], out[o, r * Wp:r * Wp + OW], bv, relu)
+
+
+@njit(nogil=True, cache=True)
+def _finish_band(out, o0, bias, has_bias, relu):
+    """out[o, :] = act(out[o, :] + bias[o0+o]) in place (a tile the GEMM wrote straight into y)."""
+    for o in range(out.shape[0]):
+        _store(out[o], out[o], bias[o0 + o] if has_bias else 0.0, relu)
+
+
+@njit(nogil=True, cache=True)
+def _images_out(out, y, n0, nb, o0, bias, has_bias, relu):
+    """y[n0+b, o0+o] = act(out[o, b*P : (b+1)*P] + bias): a GEMM over several whole images back to NCHW."""
+    P = y.shape[2] * y.shape[3]
+    for b in range(nb):
+        yb = y[n0 + b].reshape(y.shape[1], P)
+        for o in range(out.shape[0]):
+            _store(yb[o0 + o], out[o, b * P:(b + 1) * P], bias[o0 + o] if has_bias else 0.0, relu)
 
 
 @njit(nogil=True, cache=True)
@@ -175,16 +202,15 @@ def _col2im_tile(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, 
 
 
 @njit(parallel=True, cache=True)
-def _add_bias(y, bias):
+def _finish_planes(y, bias, has_bias, relu):
+    """y = act(y + bias) in place, plane by plane (after the strided direct kernel)."""
     N, O = y.shape[0], y.shape[1]
     P = y.shape[2] * y.shape[3]
     yf = y.reshape(N, O, P)
     for t in prange(N * O):
         n = t // O
         o = t - n * O
-        bv = bias[o]
-        for p in range(P):
-            yf[n, o, p] += bv
+        _store(yf[n, o], yf[n, o], bias[o] if has_bias else 0.0, relu)
 
 
 # ----------------------------------------------------------------------------------------------- direct kernels
@@ -284,7 +310,7 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups):
+def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups, relu):
     """Stride-1 direct conv on a padded input, accumulating each output plane at the input's row pitch Wp so the
     inner loop runs over one long contiguous span, then copying the OW real columns of each row into y.
     The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
@@ -308,7 +334,7 @@ def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups):
                     for q in range(L):
                         acc[q] += wv * xs[q]
         for oh in range(OH):
-            y[n, o, oh] = acc[oh * Wp:oh * Wp + OW]
+            _store(y[n, o, oh], acc[oh * Wp:oh * Wp + OW], 0.0, relu)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -439,30 +465,30 @@ def _band(a, n0, nb, g0, og, oh0, oh1, OW, P, tmp_name):
     return buf.reshape(og, nb * P)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups):
+def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
+    """relu=True: relu(conv2d(...)), the ReLU applied in the same pass that adds the bias."""
     N, C, H, W, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
+    relu = bool(relu)
+    has_bias = b is not None
+    bias = b if has_bias else np.zeros(1, x.dtype)
+    y = np.empty((N, O, OH, OW), x.dtype)
     if _use_direct(Cg, KH, KW) and stride == (1, 1):
-        y = np.empty((N, O, OH, OW), x.dtype)
-        bias = b if b is not None else np.zeros(1, x.dtype)
-        launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, bias, b is not None, y, dh, dw, groups)
+        launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, bias, has_bias, y, dh, dw, groups,
+               relu)
         return y
     if _use_direct(Cg, KH, KW):
-        y = np.empty((N, O, OH, OW), x.dtype)
         launch(_direct_forward, y.size * Cg * KH * KW, x, w, y, sh, sw, pt, pl, dh, dw, groups)
-        if b is not None:
-            launch(_add_bias, y.size, y, b)
+        if has_bias or relu:
+            launch(_finish_planes, y.size, y, bias, has_bias, relu)
         return y
-    y = np.empty((N, O, OH, OW), x.dtype)
     K, P = Cg * KH * KW, OH * OW
     w2 = w.reshape(O, K)
     pointwise = _is_pointwise(w.shape, stride, pads)
     pitched = stride == (1, 1) and not pointwise
     Wp = W + pads[2] + pads[3]
-    has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, x.dtype)
 
     def tile(t, _):
         n0, nb, oh0, oh1 = t
@@ -475,7 +501,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
             for g in range(groups):
                 _im2col_pitch_tile(x, n0, g * Cg, Cg, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
                 np.matmul(w2[g * Og:(g + 1) * Og], col, out=out)
-                _rows_out(out, y, n0, g * Og, oh0, oh1, Wp, bias, has_bias)
+                _rows_out(out, y, n0, g * Og, oh0, oh1, Wp, bias, has_bias, relu)
             return
         cols = nb * (oh1 - oh0) * OW
         col = _scratch.get("col", K * cols, x.dtype).reshape(K, cols)
@@ -487,12 +513,11 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups):
             wg = w2[g * Og:(g + 1) * Og]
             if nb == 1:
                 out = np.matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
+                if has_bias or relu:  # while the tile is still in cache
+                    _finish_band(out, g * Og, bias, has_bias, relu)
             else:
                 out = np.matmul(wg, col, out=_scratch.get("out", Og * cols, x.dtype).reshape(Og, cols))
-            if has_bias:  # while the tile is still in cache
-                out += bias[g * Og:(g + 1) * Og].reshape(Og, 1)
-            if nb > 1:
-                y[n0:n0 + nb, g * Og:(g + 1) * Og] = out.reshape(Og, nb, OH, OW).transpose(1, 0, 2, 3)
+                _images_out(out, y, n0, nb, g * Og, bias, has_bias, relu)
 
     run_tiles(_tiles(N, OH, OW, K), tile, 2.0 * y.size * K)
     return y

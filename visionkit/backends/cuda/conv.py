@@ -25,6 +25,7 @@ import numpy as np
 from numba import cuda, float64
 
 from .. import conv_output_size
+from . import act
 from . import gemm as _g
 from .tensor import (
     RED_TPB,
@@ -246,7 +247,13 @@ def _direct_backward_weight(x, gy, KH, KW, length, part, sh, sw, pt, pl, dh, dw,
 # ----------------------------------------------------------------------------------------------- the contract
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups):
+def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
+    """relu=True: relu(conv2d(...)) (the CPU twin fuses it into its epilogue; here a second kernel applies it)."""
+    y = _conv2d_forward(x, w, b, stride, pads, dilation, groups)
+    return act.act_forward(y, 0, 0.0) if relu and y.size else y
+
+
+def _conv2d_forward(x, w, b, stride, pads, dilation, groups):
     N, C, _, _, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     sh, sw = (int(v) for v in stride)
     dh, dw = (int(v) for v in dilation)

@@ -88,6 +88,9 @@ CONV_EDGE = {
     "wide_s2_dil2": _case(2, 5, 7, 8, 4, 3, stride=2, dilation=2, padding=1),
     "wide_groups2": _case(2, 8, 5, 6, 8, 3, stride=(1, 2), padding=1, groups=2),
     "wide_same_even_s2": _case(1, 4, 7, 6, 4, 4, stride=2, padding="same", bias=False),
+    # few terms (1 channel x 3x3) but 16 filters sharing each column: the GEMM path, as MNIST's first conv
+    "few_terms_many_filters": _case(2, 1, 6, 7, 16, 3, padding=1),
+    "few_terms_many_filters_s2": _case(1, 3, 7, 6, 16, 3, stride=2, padding="same"),
 }
 
 

@@ -156,36 +156,41 @@ def _images_out(out, y, n0, nb, o0, bias, has_bias, relu):
 
 
 @njit(nogil=True, cache=True)
-def _pitch_rows(gy, n, o0, og, oh0, oh1, Wp, out):
-    """out[o, r*Wp + ow] = gy[n, o0+o, oh0+r, ow], zeros in the Wp-OW columns between rows: a band of gy laid out
-    at the pitch of the padded input, for the pitched col2im."""
+def _pitch_rows(gy, n0, nb, o0, og, oh0, oh1, Wp, out):
+    """out[o, b*L + r*Wp + ow] = gy[n0+b, o0+o, oh0+r, ow], zeros in the Wp-OW columns between rows: a band of
+    gy laid out at the pitch of the padded input (L columns per image), for the pitched col2im."""
     OW = gy.shape[3]
+    R = oh1 - oh0
+    L = out.shape[1] // nb
     for o in range(og):
-        for r in range(oh1 - oh0):
-            out[o, r * Wp:r * Wp + OW] = gy[n, o0 + o, oh0 + r]
-            if r < oh1 - oh0 - 1:
-                out[o, r * Wp + OW:(r + 1) * Wp] = 0
+        for b in range(nb):
+            for r in range(R):
+                base = b * L + r * Wp
+                out[o, base:base + OW] = gy[n0 + b, o0 + o, oh0 + r]
+                if r < R - 1:
+                    out[o, base + OW:base + Wp] = 0
 
 
 @njit(nogil=True, cache=True)
-def _col2im_pitch_tile(gcol, n, c0, cg, kh, kw, pt, pl, dh, dw, oh0, oh1, Wp, tp, gx):
-    """Adjoint of _im2col_pitch_tile: each column row adds into the padded band tp as ONE slice, then the band's
-    real pixels are added into gx."""
+def _col2im_pitch_tile(gcol, n0, nb, c0, cg, kh, kw, pt, pl, dh, dw, oh0, oh1, Wp, tp, gx):
+    """Adjoint of _im2col_pitch_tile: each column row adds into the image's padded band tp as ONE slice, then
+    the band's real pixels are added into gx."""
     H = gx.shape[2]
     W = gx.shape[3]
     Rin = oh1 - oh0 + (kh - 1) * dh
-    L = gcol.shape[1]
+    L = gcol.shape[1] // nb
     for c in range(cg):
-        t = tp[c]
-        t[:] = 0
-        for i in range(kh):
-            for j in range(kw):
-                b = i * dh * Wp + j * dw
-                t[b:b + L] += gcol[(c * kh + i) * kw + j]
-        for r in range(Rin):
-            ih = oh0 - pt + r
-            if 0 <= ih < H:
-                gx[n, c0 + c, ih] += t[r * Wp + pl:r * Wp + pl + W]
+        for b in range(nb):
+            t = tp[c]
+            t[:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    s = i * dh * Wp + j * dw
+                    t[s:s + L] += gcol[(c * kh + i) * kw + j, b * L:(b + 1) * L]
+            for r in range(Rin):
+                ih = oh0 - pt + r
+                if 0 <= ih < H:
+                    gx[n0 + b, c0 + c, ih] += t[r * Wp + pl:r * Wp + pl + W]
 
 
 @njit(nogil=True, cache=True)
@@ -568,16 +573,16 @@ def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
 
     def tile(t, _):
         n0, nb, oh0, oh1 = t
-        if stride == (1, 1) and nb == 1:  # pitched: one slice per column row, as in the forward
+        if stride == (1, 1):  # pitched: one slice per column row and image, as in the forward
             R = oh1 - oh0
             L = (R - 1) * Wp + OW
-            gyp = _scratch.get("gy", Og * L, gy.dtype).reshape(Og, L)
-            gcol = _scratch.get("col", K * L, gy.dtype).reshape(K, L)
+            gyp = _scratch.get("gy", Og * nb * L, gy.dtype).reshape(Og, nb * L)
+            gcol = _scratch.get("col", K * nb * L, gy.dtype).reshape(K, nb * L)
             tp = _scratch.get("tp", Cg * (R + (KH - 1) * dh) * Wp, gy.dtype).reshape(Cg, -1)
             for g in range(groups):
-                _pitch_rows(gy, n0, g * Og, Og, oh0, oh1, Wp, gyp)
+                _pitch_rows(gy, n0, nb, g * Og, Og, oh0, oh1, Wp, gyp)
                 np.matmul(w2[g * Og:(g + 1) * Og].T, gyp, out=gcol)
-                _col2im_pitch_tile(gcol, n0, g * Cg, Cg, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, gx)
+                _col2im_pitch_tile(gcol, n0, nb, g * Cg, Cg, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, gx)
             return
         cols = nb * (oh1 - oh0) * OW
         gcol = _scratch.get("col", K * cols, gy.dtype).reshape(K, cols)

@@ -139,9 +139,28 @@ def split_channels(g, sizes):
     return [np.ascontiguousarray(p) for p in np.split(g, np.cumsum(sizes)[:-1], axis=1)]
 
 
+@njit(parallel=True, cache=True, fastmath={"reassoc"})  # reassoc: each row's sum vectorises
+def _channel_sums(g, out):
+    """out[c] = sum of g[:, c, :] in float64, one channel per thread (deterministic for a given shape)."""
+    N, C, P = g.shape
+    for c in prange(C):
+        acc = 0.0
+        for n in range(N):
+            r = g[n, c]
+            s = 0.0
+            for p in range(P):
+                s += np.float64(r[p])
+            acc += s
+        out[c] = acc
+
+
 def sum_except_channels(g):
-    axes = (0,) + tuple(range(2, g.ndim))
-    return g.sum(axis=axes, dtype=np.float64).astype(g.dtype)
+    """Bias gradients: the sum over every axis but 1, accumulated in float64 (numpy's sum with dtype=float64
+    converts the whole array first and ran 5x slower)."""
+    g3 = g.reshape(g.shape[0], g.shape[1], -1)
+    out = np.empty(g.shape[1], np.float64)
+    launch(_channel_sums, g.size, g3, out)
+    return out.astype(g.dtype)
 
 
 def to_device(a):

@@ -78,3 +78,30 @@ def _check_hold():
     model.predict(np.ones((4, 16), np.float32))
     assert _Probe.seen == [1, 1, 1]
     assert _blas_threads() == before
+
+
+def _tuned_in_subprocess(env_extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "VISIONKIT_MALLOC"}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", "import visionkit._memory as m; print(m.TUNED)"], env=env,
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+def test_malloc_tuning_applies_on_glibc_and_yields_to_the_user():
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc malloc tuning is Linux-only")
+    try:
+        ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        pytest.skip("not glibc")
+    assert _tuned_in_subprocess({})
+    assert not _tuned_in_subprocess({"VISIONKIT_MALLOC": "default"})
+    assert not _tuned_in_subprocess({"MALLOC_TRIM_THRESHOLD_": "1000000"})

@@ -1,6 +1,7 @@
 """visionkit: a small CNN vision toolkit whose kernels are Numba (CPU @njit, CUDA @cuda.jit)."""
 
 from . import _threads  # noqa: F401  (must run before Numba starts its thread pool)
+from . import _memory  # noqa: F401  (malloc keeps the pages of freed activations for the next ones)
 from . import layers, ops
 from .device import cuda_available, resolve_device
 from .hookspecs import hookimpl

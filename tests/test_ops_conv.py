@@ -305,6 +305,21 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     assert_close(gb, eb, np.float64)
 
 
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=1), dict()], ids=["pitched", "strided", "valid"])
+def test_conv_one_tile_splits_the_gemm_by_output_channels(monkeypatch, kw):
+    """One small image makes one tile: its GEMM is cut across the pool by output channels instead."""
+    threads_mod = pytest.importorskip("visionkit.backends.cpu.threads")
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
+    if threads_mod.num_workers() < 2:
+        pytest.skip("one numba thread: tiles never split")
+    rng = np.random.default_rng(5)
+    x, w, b = _rand(rng, (1, 8, 7, 6), np.float64), _rand(rng, (70, 8, 3, 3), np.float64), _rand(rng, (70,), np.float64)
+    conv_mod = pytest.importorskip("visionkit.backends.cpu.conv")
+    assert len(conv_mod._tiles(1, 7, 6, 72)) == 1
+    assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw), np.float64)
+    assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
+
+
 # ------------------------------------------------------------------------------------------------ helpers
 
 

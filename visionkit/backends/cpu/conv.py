@@ -17,7 +17,8 @@ import numpy as np
 from numba import njit, prange
 
 from .. import conv_output_size
-from .threads import launch, num_workers, run_tiles
+from . import threads
+from .threads import gemm, launch, num_workers, run_tiles
 
 # A GEMM over fewer terms than this per output is dominated by im2col traffic: go direct.
 DIRECT_MAX_TERMS = 32
@@ -507,6 +508,11 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
     pointwise = _is_pointwise(w.shape, stride, pads)
     pitched = stride == (1, 1) and not pointwise
     Wp = W + pads[2] + pads[3]
+    tiles = _tiles(N, OH, OW, K)
+    flops = 2.0 * y.size * K
+    # fewer tiles than workers (one small image: ResNet's 14x14 and 7x7 stages at batch 1): the tiles run one
+    # after another and each GEMM is cut across the workers by output channels instead
+    matmul = gemm if len(tiles) < num_workers() and flops >= threads.PARALLEL_MIN_FLOPS else np.matmul
 
     def tile(t, _):
         n0, nb, oh0, oh1 = t
@@ -518,7 +524,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
             out = _scratch.get("out", Og * nb * L, x.dtype).reshape(Og, nb * L)
             for g in range(groups):
                 _im2col_pitch_tile(x, n0, nb, g * Cg, Cg, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
-                np.matmul(w2[g * Og:(g + 1) * Og], col, out=out)
+                matmul(w2[g * Og:(g + 1) * Og], col, out=out)
                 _rows_out(out, y, n0, nb, g * Og, oh0, oh1, Wp, bias, has_bias, relu)
             return
         cols = nb * (oh1 - oh0) * OW
@@ -530,14 +536,18 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
                 _im2col_tile(x, n0, nb, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col)
             wg = w2[g * Og:(g + 1) * Og]
             if nb == 1:
-                out = np.matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
+                out = matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
                 if has_bias or relu:  # while the tile is still in cache
                     _finish_band(out, g * Og, bias, has_bias, relu)
             else:
-                out = np.matmul(wg, col, out=_scratch.get("out", Og * cols, x.dtype).reshape(Og, cols))
+                out = matmul(wg, col, out=_scratch.get("out", Og * cols, x.dtype).reshape(Og, cols))
                 _images_out(out, y, n0, nb, g * Og, bias, has_bias, relu)
 
-    run_tiles(_tiles(N, OH, OW, K), tile, 2.0 * y.size * K)
+    if matmul is gemm:
+        for t in tiles:
+            tile(t, None)
+    else:
+        run_tiles(tiles, tile, flops)
     return y
 
 

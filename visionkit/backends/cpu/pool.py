@@ -39,6 +39,33 @@ def _max_forward(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx):
                 idx[n, c, oh, ow] = mi
 
 
+@njit(parallel=True, cache=True)
+def _max_rows(x, kh, kw, sh, sw, pt, pl, dh, dw, y):
+    """Max pooling without indices (inference), any window: each output row is the running max of kh*kw shifted
+    input rows, a loop over the row's valid output columns that LLVM vectorises (the indexed kernel's per-output
+    window walk ran 3x3/stride-2 pooling of ResNet's stem ~10x slower)."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xp = x[n, c]
+        for oh in range(OH):
+            yr = y[n, c, oh]
+            yr[:] = -np.inf
+            for i in range(kh):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                xr = xp[ih]
+                for j in range(kw):
+                    off = j * dw - pl
+                    lo = 0 if off >= 0 else min((-off + sw - 1) // sw, OW)
+                    hi = min(max((W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0, lo), OW)
+                    for ow in range(lo, hi):
+                        yr[ow] = _nanmax(xr[ow * sw + off], yr[ow])
+
+
 @njit(cache=True, inline="always")
 def _gt(v, m):
     """v replaces the running max m when larger or NaN (PyTorch's rule, so NaN propagates); this exact form also
@@ -125,6 +152,10 @@ def max_pool2d_forward(x, kernel, stride, pads, dilation, out_hw, with_indices=T
             and not any(pads) and out_hw[0] * 2 <= x.shape[2] and out_hw[1] * 2 <= x.shape[3])
     if fast and not with_indices:
         launch(_max_2x2, x.size, x, y)
+        return y, None
+    if not with_indices:
+        launch(_max_rows, y.size * kernel[0] * kernel[1], x, kernel[0], kernel[1], stride[0], stride[1], pads[0],
+               pads[2], dilation[0], dilation[1], y)
         return y, None
     idx = np.empty((N, C) + tuple(out_hw), np.int32)
     if fast:

@@ -123,9 +123,13 @@ def test_conv2d_forward_and_backward(case):
     ref = conv_ref(x, w, b, stride, pads, dil, groups)
     close(y, ref, rtol=1e-4, atol=1e-4)
     close(y, C.conv.conv2d_forward(x, w, b, stride, pads, dil, groups), rtol=1e-4, atol=1e-4)
-    yr = H(G.conv.conv2d_forward(D(x), D(w), D(b), stride, pads, dil, groups, True))
-    close(yr, C.conv.conv2d_forward(x, w, b, stride, pads, dil, groups, True), rtol=1e-4, atol=1e-4)
-    close(yr, np.maximum(ref, 0), rtol=1e-4, atol=1e-4)
+    # the fused epilogue: BatchNorm (inference) then relu6
+    mean, var, g, beta = rand(O), np.abs(rand(O)) + 0.5, rand(O), rand(O)
+    bn = (mean, var, g, beta, 1e-5)
+    yr = H(G.conv.conv2d_forward(D(x), D(w), D(b), stride, pads, dil, groups, 9, tuple(D(v) for v in bn[:4]) + (1e-5,)))
+    close(yr, C.conv.conv2d_forward(x, w, b, stride, pads, dil, groups, 9, bn), rtol=1e-4, atol=1e-4)
+    want = (ref - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5) * g[:, None, None] + beta[:, None, None]
+    close(yr, np.clip(want, 0, 6), rtol=1e-4, atol=1e-4)
     gy = rand(*y.shape)
     gx = H(G.conv.conv2d_backward_input(D(gy), D(w), x.shape, stride, pads, dil, groups))
     gw = H(G.conv.conv2d_backward_weight(D(x), D(gy), w.shape, stride, pads, dil, groups))

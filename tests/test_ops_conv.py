@@ -114,6 +114,36 @@ def test_conv2d_relu_edge_vs_reference(name):
     assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0))
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("name", ["basic3x3", "stride_pair", "depthwise_mult2", "wide_s1", "wide_s2_dil2", "1x1",
+                                  "few_terms_many_filters", "no_bias"])
+def test_conv2d_bn_act_matches_the_separate_ops(name, activation):
+    """The inference fusion of conv + BatchNorm + activation on every path gives what the three ops give."""
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    rng = np.random.default_rng(7)
+    O = w.shape[0]
+    mean, var = _rand(rng, (O,)), np.abs(_rand(rng, (O,))) + 0.1
+    gamma, beta = _rand(rng, (O,)) * 3, _rand(rng, (O,))
+    got = ops.conv2d_bn_act(x, w, b, **kw, bn=(mean, var, gamma, beta, 1e-3), activation=activation)
+    want = ops.batch_norm(ops.conv2d(x, w, b, **kw), mean, var, gamma, beta, training=False, eps=1e-3)
+    if activation:
+        want = ops.activation(want, activation)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    # without BatchNorm it is conv + activation
+    got = ops.conv2d_bn_act(x, w, b, **kw, activation=activation)
+    want = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(got, ops.activation(want, activation) if activation else want, rtol=2e-6, atol=2e-6)
+
+
+def test_conv2d_bn_act_refuses_what_it_cannot_fuse():
+    x, w = np.zeros((1, 2, 5, 5), np.float32), np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.conv2d_bn_act(x, w, activation="sigmoid")
+    with pytest.raises(ValueError, match=r"running_var must have shape \(3,\)"):
+        ops.conv2d_bn_act(x, w, bn=(np.zeros(3), np.ones(4), None, None, 1e-5))
+
+
 @pytest.mark.parametrize("c,k", [(1, 3), (2, 3), (8, 3), (40, 1)], ids=["direct", "direct-strided", "gemm", "pointwise"])
 def test_conv2d_relu_keeps_nan_as_relu_does(c, k):
     rng = np.random.default_rng(3)
@@ -292,6 +322,11 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     y = ops.conv2d(x, w, b, **kw)
     assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
     assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
+    mean, var, gamma, beta = _rand(rng, (6,)), np.abs(_rand(rng, (6,))) + 0.5, _rand(rng, (6,)), _rand(rng, (6,))
+    want = np.clip((ref.conv2d(x, w, b, **kw) - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)
+                   * gamma[:, None, None] + beta[:, None, None], 0, 6)
+    got = ops.conv2d_bn_act(x, w, b, **kw, bn=(mean, var, gamma, beta, 1e-5), activation="relu6")
+    assert_close(got, want, np.float64)
     if not isinstance(kw.get("padding"), str):  # conv_transpose2d takes numeric padding only, as in PyTorch
         wt = _rand(rng, (x.shape[1], 6, k, k), np.float64)
         assert_close(ops.conv_transpose2d(x, wt, **kw), ref.conv_transpose2d(x, wt, **kw), np.float64)

@@ -28,7 +28,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from . import ops
+from . import fusion, ops
 from .device import get_backend, is_device_array, resolve_device
 from .input_layer import Input, InputLayer
 from .layers.base import (
@@ -265,8 +265,18 @@ class Model(Layer):
         with get_backend(self.device).session():
             return self._run_nodes(xs, training, keep)
 
+    def _fusion_plan(self):
+        """The conv -> BatchNorm -> activation chains inference runs fuse (visionkit/fusion.py), per graph."""
+        cached = getattr(self, "_fusion", None)
+        if cached is None or cached[0] is not self._order:
+            chains = fusion.plan(self._order, self._inbound, self._output_idx)
+            cached = (self._order, chains, {j for c in chains.values() for j in c.absorbed})
+            self._fusion = cached
+        return cached[1], cached[2]
+
     def _run_nodes(self, xs, training, keep):
         order, inbound = self._order, self._inbound
+        chains, absorbed = self._fusion_plan() if not keep and not training else ({}, ())
         vals = [None] * len(order)
         tape = [None] * len(order) if keep else None
         remaining = list(self._consumers)
@@ -275,13 +285,16 @@ class Model(Layer):
             vals[i] = x
         inputs = set(self._input_idx)
         for k, node in enumerate(order):
-            if k in inputs:
+            if k in inputs or k in absorbed:
                 continue
             ins = [vals[j] for j in inbound[k]]
-            y, ctx = node.layer.forward(ins if node.multi_input else ins[0], training)
-            vals[k] = y
-            if keep:
-                tape[k] = ctx
+            if k in chains:  # the whole chain in one call; its inner nodes hold no value
+                vals[chains[k].tail] = fusion.run(chains[k], ins[0])
+            else:
+                y, ctx = node.layer.forward(ins if node.multi_input else ins[0], training)
+                vals[k] = y
+                if keep:
+                    tape[k] = ctx
             for j in inbound[k]:
                 remaining[j] -= 1
                 if remaining[j] == 0 and j not in outputs:

@@ -17,9 +17,11 @@ Common argument forms:
 The contract, module by module (every function returns new arrays on the backend's device):
 
 conv
-    conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False) -> y
+    conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None) -> y
         w: (O, C/groups, KH, KW); b: (O,) or None. OH = (H+pt+pb - dh*(KH-1) - 1)//sh + 1.
-        relu=True returns relu(y) (the CPU applies it in the pass that adds the bias).
+        bn = (mean, var, weight, bias, eps) applies a following inference-mode BatchNorm, act an activation code
+        (0 relu, 9 relu6; -1 none) after it: the CPU does both in the pass that adds the bias (equal to the
+        separate ops to float32 rounding).
     conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups) -> gx with shape x_shape
         (x_shape may be larger than the forward would need: rows/cols no window touches get zero.
         conv_transpose2d's forward is this function.)

@@ -31,24 +31,46 @@ def _check_conv(x_shape, w_shape, stride, pads, dilation, groups, op):
             raise ValueError(f"{op}: kernel {k} (dilation {d}) is larger than the padded input {axis} {n + p}")
 
 
+FUSABLE_ACTIVATIONS = {"relu": 0, "relu6": 9}
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    return _conv2d(x, weight, bias, stride, padding, dilation, groups, False)
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, "conv2d")
 
 
 def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """relu(conv2d(x, ...)) in one pass over the output: the CPU applies the ReLU where it adds the bias (what
     ``Conv2D(..., activation="relu")`` runs). Its backward is conv2d_backward of relu_backward(grad, y)."""
-    return _conv2d(x, weight, bias, stride, padding, dilation, groups, True)
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, "conv2d_relu", "relu")
 
 
-def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
+def conv2d_bn_act(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, bn=None, activation=None):
+    """activation(batch_norm(conv2d(x, ...), *bn, training=False)) in one pass over the output, for inference:
+    bn = (running_mean, running_var, weight, bias, eps) or None, activation None, "relu" or "relu6". What the
+    three ops give one after the other, to float32 rounding (the model's inference runs fuse such chains)."""
+    if activation is not None and activation not in FUSABLE_ACTIVATIONS:
+        raise ValueError(f"conv2d_bn_act: activation must be one of {sorted(FUSABLE_ACTIVATIONS)} or None, "
+                         f"got {activation!r}")
+    if bn is not None:
+        mean, var, gamma, beta, eps = bn
+        C = weight.shape[0]
+        for name, v in (("running_mean", mean), ("running_var", var), ("weight", gamma), ("bias", beta)):
+            if v is not None and tuple(v.shape) != (C,):
+                raise ValueError(f"conv2d_bn_act: batch norm {name} must have shape ({C},), got {tuple(v.shape)}")
+        bn = (mean, var, gamma, beta, float(eps))
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, "conv2d_bn_act", activation, bn)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, op, activation=None, bn=None):
     x = _arr(x)
-    op = "conv2d_relu" if relu else "conv2d"
     stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, op)
     w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
     _check_conv(x.shape, w.shape, stride, pads, dilation, groups, op)
     _check_bias(b, w.shape[0], op)
-    return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups, relu)
+    if bn is not None:
+        bn = tuple(_match(v, x, "batch norm statistics") if v is not None else None for v in bn[:4]) + (bn[4],)
+    act = FUSABLE_ACTIVATIONS[activation] if activation is not None else -1
+    return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups, act, bn)
 
 
 def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

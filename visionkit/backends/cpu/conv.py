@@ -18,6 +18,8 @@ from numba import njit, prange
 
 from .. import conv_output_size
 from . import threads
+from .act import _act
+from .norm import _affine
 from .threads import gemm, launch, num_workers, run_tiles
 
 # A GEMM over fewer terms than this per output is dominated by im2col traffic: go direct.
@@ -114,46 +116,101 @@ def _im2col_pitch_tile(x, n0, nb, c0, cg, kh, kw, pt, pl, dh, dw, oh0, oh1, Wp, 
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _store(dst, src, bv, relu):
-    """dst[:] = src + bv, then max(., 0) when relu (NaN kept, as the ReLU kernel): the fused epilogue every
-    GEMM path ends with, while the tile is still in cache."""
-    if relu:
-        for q in range(dst.shape[0]):
-            v = src[q] + bv
-            dst[q] = 0.0 if v < 0 else v
+def _store(dst, src, ep, o, affine, act):
+    """The fused epilogue every path ends with, while the tile is still in cache:
+    dst[:] = act((src + bias) * scale + shift), with ep = (bias, scale, shift) per output channel (rows of a
+    (3, O) array), the affine step only when ``affine`` (a BatchNorm folded in at inference), and act an
+    activation code (0 relu, 9 relu6, else none; NaN kept as the activation kernels keep it). Each case is a
+    loop of its own, so that each vectorises. The operations and their order are BatchNorm's and the
+    activation's own, so a fused run matches the separate layers to float32 rounding (bitwise on the GEMM paths;
+    inlined into the direct kernel, LLVM may contract the affine step into one FMA)."""
+    bv = ep[0, o]
+    sv = ep[1, o]
+    tv = ep[2, o]
+    n = dst.shape[0]
+    if affine:
+        if act == 0:
+            for q in range(n):
+                dst[q] = _act((src[q] + bv) * sv + tv, 0, 0.0)
+        elif act == 9:
+            for q in range(n):
+                dst[q] = _act((src[q] + bv) * sv + tv, 9, 0.0)
+        else:
+            for q in range(n):
+                dst[q] = (src[q] + bv) * sv + tv
     else:
-        for q in range(dst.shape[0]):
-            dst[q] = src[q] + bv
+        if act == 0:
+            for q in range(n):
+                dst[q] = _act(src[q] + bv, 0, 0.0)
+        elif act == 9:
+            for q in range(n):
+                dst[q] = _act(src[q] + bv, 9, 0.0)
+        else:
+            for q in range(n):
+                dst[q] = src[q] + bv
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _store_inplace(buf, ep, o, affine, act):
+    """_store(buf, buf, ...) written with one array: given two, LLVM's runtime overlap check sees them overlap
+    and falls back to its scalar loop (the fused BatchNorm epilogue ran slower than BatchNorm's own pass)."""
+    bv = ep[0, o]
+    sv = ep[1, o]
+    tv = ep[2, o]
+    n = buf.shape[0]
+    if affine:
+        if act == 0:
+            for q in range(n):
+                buf[q] = _act((buf[q] + bv) * sv + tv, 0, 0.0)
+        elif act == 9:
+            for q in range(n):
+                buf[q] = _act((buf[q] + bv) * sv + tv, 9, 0.0)
+        else:
+            for q in range(n):
+                buf[q] = (buf[q] + bv) * sv + tv
+    else:
+        if act == 0:
+            for q in range(n):
+                buf[q] = _act(buf[q] + bv, 0, 0.0)
+        elif act == 9:
+            for q in range(n):
+                buf[q] = _act(buf[q] + bv, 9, 0.0)
+        else:
+            for q in range(n):
+                buf[q] = buf[q] + bv
 
 
 @njit(nogil=True, cache=True)
-def _rows_out(out, y, n0, nb, o0, oh0, oh1, Wp, bias, has_bias, relu):
-    """y[n0+b, o0+o, oh0+r, :] = act(out[o, b*L + r*Wp : ... + OW] + bias): a pitch-layout GEMM result back to
+def _rows_out(out, y, n0, nb, o0, oh0, oh1, Wp, ep, affine, act):
+    """y[n0+b, o0+o, oh0+r, :] = epilogue(out[o, b*L + r*Wp : ... + OW]): a pitch-layout GEMM result back to
     NCHW (L = out's columns per image)."""
     OW = y.shape[3]
     L = out.shape[1] // nb
     for b in range(nb):
         for o in range(out.shape[0]):
-            bv = bias[o0 + o] if has_bias else 0.0
             for r in range(oh1 - oh0):
-                _store(y[n0 + b, o0 + o, oh0 + r], out[o, b * L + r * Wp:b * L + r * Wp + OW], bv, relu)
+                _store(y[n0 + b, o0 + o, oh0 + r], out[o, b * L + r * Wp:b * L + r * Wp + OW], ep, o0 + o, affine,
+                       act)
 
 
 @njit(nogil=True, cache=True)
-def _finish_band(out, o0, bias, has_bias, relu):
-    """out[o, :] = act(out[o, :] + bias[o0+o]) in place (a tile the GEMM wrote straight into y)."""
-    for o in range(out.shape[0]):
-        _store(out[o], out[o], bias[o0 + o] if has_bias else 0.0, relu)
+def _finish_band(y, n, o0, og, p0, p1, ep, affine, act):
+    """y[n, o0+o].flat[p0:p1] = epilogue(itself) in place (a tile the GEMM wrote straight into y). It takes y
+    itself, not the GEMM's strided view of the band: rows of that view have Numba's 'any' layout, whose loops
+    do not vectorise (a fused BatchNorm + ReLU6 there ran 6x slower than BatchNorm's own pass)."""
+    P = y.shape[2] * y.shape[3]
+    for o in range(og):
+        _store_inplace(y[n, o0 + o].reshape(P)[p0:p1], ep, o0 + o, affine, act)
 
 
 @njit(nogil=True, cache=True)
-def _images_out(out, y, n0, nb, o0, bias, has_bias, relu):
-    """y[n0+b, o0+o] = act(out[o, b*P : (b+1)*P] + bias): a GEMM over several whole images back to NCHW."""
+def _images_out(out, y, n0, nb, o0, ep, affine, act):
+    """y[n0+b, o0+o] = epilogue(out[o, b*P : (b+1)*P]): a GEMM over several whole images back to NCHW."""
     P = y.shape[2] * y.shape[3]
     for b in range(nb):
         yb = y[n0 + b].reshape(y.shape[1], P)
         for o in range(out.shape[0]):
-            _store(yb[o0 + o], out[o, b * P:(b + 1) * P], bias[o0 + o] if has_bias else 0.0, relu)
+            _store(yb[o0 + o], out[o, b * P:(b + 1) * P], ep, o0 + o, affine, act)
 
 
 @njit(nogil=True, cache=True)
@@ -221,15 +278,15 @@ def _col2im_tile(col, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh0, oh1, 
 
 
 @njit(parallel=True, cache=True)
-def _finish_planes(y, bias, has_bias, relu):
-    """y = act(y + bias) in place, plane by plane (after the strided direct kernel)."""
+def _finish_planes(y, ep, affine, act):
+    """y = epilogue(y) in place, plane by plane (after the strided direct kernel)."""
     N, O = y.shape[0], y.shape[1]
     P = y.shape[2] * y.shape[3]
     yf = y.reshape(N, O, P)
     for t in prange(N * O):
         n = t // O
         o = t - n * O
-        _store(yf[n, o], yf[n, o], bias[o] if has_bias else 0.0, relu)
+        _store_inplace(yf[n, o], ep, o, affine, act)
 
 
 # ----------------------------------------------------------------------------------------------- direct kernels
@@ -329,7 +386,7 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups, relu):
+def _flat_forward(xp, w, y, dh, dw, groups, ep, affine, act):
     """Stride-1 direct conv on a padded input, accumulating each output plane at the input's row pitch Wp so the
     inner loop runs over one long contiguous span, then copying the OW real columns of each row into y.
     The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
@@ -342,7 +399,7 @@ def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups, relu):
         n = t // O
         o = t - n * O
         g = o // Og
-        acc = np.full(L, b[o] if has_bias else 0.0, xp.dtype)
+        acc = np.zeros(L, xp.dtype)
         for c in range(Cg):
             xf = xp[n, g * Cg + c].reshape(Hp * Wp)
             for i in range(KH):
@@ -353,7 +410,7 @@ def _flat_forward(xp, w, b, has_bias, y, dh, dw, groups, relu):
                     for q in range(L):
                         acc[q] += wv * xs[q]
         for oh in range(OH):
-            _store(y[n, o, oh], acc[oh * Wp:oh * Wp + OW], 0.0, relu)
+            _store(y[n, o, oh], acc[oh * Wp:oh * Wp + OW], ep, o, affine, act)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -484,24 +541,38 @@ def _band(a, n0, nb, g0, og, oh0, oh1, OW, P, tmp_name):
     return buf.reshape(og, nb * P)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
-    """relu=True: relu(conv2d(...)), the ReLU applied in the same pass that adds the bias."""
+def _epilogue(b, bn, O, dtype):
+    """(ep, affine): the (3, O) rows bias, scale, shift of _store. bn = (mean, var, weight, bias, eps) of a
+    BatchNorm that follows, its scale and shift computed exactly as its own kernel computes them."""
+    ep = np.zeros((3, O), dtype)
+    ep[1] = 1
+    if b is not None:
+        ep[0] = b
+    if bn is None:
+        return ep, False
+    mean, var, weight, beta, eps = bn
+    ep[1], ep[2], _ = _affine(mean, var, weight, beta, eps, dtype)
+    return ep, True
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
+    """act(batch_norm(conv2d(...))) in one pass over the output: act an activation code (0 relu, 9 relu6, -1
+    none), bn None or a following BatchNorm's inference parameters (mean, var, weight, bias, eps)."""
     N, C, H, W, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     sh, sw = stride
     dh, dw = dilation
     pt, pl = pads[0], pads[2]
-    relu = bool(relu)
-    has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, x.dtype)
+    act = int(act)
+    ep, affine = _epilogue(b, bn, O, x.dtype)
+    finish = b is not None or affine or act in (0, 9)
     y = np.empty((N, O, OH, OW), x.dtype)
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
-        launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, bias, has_bias, y, dh, dw, groups,
-               relu)
+        launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, y, dh, dw, groups, ep, affine, act)
         return y
     if _use_direct(Cg, KH, KW, Og):
         launch(_direct_forward, y.size * Cg * KH * KW, x, w, y, sh, sw, pt, pl, dh, dw, groups)
-        if has_bias or relu:
-            launch(_finish_planes, y.size, y, bias, has_bias, relu)
+        if finish:
+            launch(_finish_planes, y.size, y, ep, affine, act)
         return y
     K, P = Cg * KH * KW, OH * OW
     w2 = w.reshape(O, K)
@@ -525,7 +596,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
             for g in range(groups):
                 _im2col_pitch_tile(x, n0, nb, g * Cg, Cg, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
                 matmul(w2[g * Og:(g + 1) * Og], col, out=out)
-                _rows_out(out, y, n0, nb, g * Og, oh0, oh1, Wp, bias, has_bias, relu)
+                _rows_out(out, y, n0, nb, g * Og, oh0, oh1, Wp, ep, affine, act)
             return
         cols = nb * (oh1 - oh0) * OW
         col = _scratch.get("col", K * cols, x.dtype).reshape(K, cols)
@@ -537,11 +608,11 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
             wg = w2[g * Og:(g + 1) * Og]
             if nb == 1:
                 out = matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
-                if has_bias or relu:  # while the tile is still in cache
-                    _finish_band(out, g * Og, bias, has_bias, relu)
+                if finish:  # while the tile is still in cache
+                    _finish_band(y, n0, g * Og, Og, oh0 * OW, oh1 * OW, ep, affine, act)
             else:
                 out = matmul(wg, col, out=_scratch.get("out", Og * cols, x.dtype).reshape(Og, cols))
-                _images_out(out, y, n0, nb, g * Og, bias, has_bias, relu)
+                _images_out(out, y, n0, nb, g * Og, ep, affine, act)
 
     if matmul is gemm:
         for t in tiles:

@@ -25,7 +25,8 @@ import numpy as np
 from numba import cuda, float64
 
 from .. import conv_output_size
-from . import act
+from . import act as activations
+from . import norm
 from . import gemm as _g
 from .tensor import (
     RED_TPB,
@@ -247,10 +248,15 @@ def _direct_backward_weight(x, gy, KH, KW, length, part, sh, sw, pt, pl, dh, dw,
 # ----------------------------------------------------------------------------------------------- the contract
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=False):
-    """relu=True: relu(conv2d(...)) (the CPU twin fuses it into its epilogue; here a second kernel applies it)."""
+def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
+    """act(batch_norm(conv2d(...))): the CPU twin fuses BatchNorm (bn = mean, var, weight, bias, eps) and the
+    activation (code 0 relu, 9 relu6) into its epilogue; here their own kernels follow the convolution."""
     y = _conv2d_forward(x, w, b, stride, pads, dilation, groups)
-    return act.act_forward(y, 0, 0.0) if relu and y.size else y
+    if y.size and bn is not None:
+        y = norm.batch_norm_forward(y, *bn)
+    if y.size and int(act) in (0, 9):
+        y = activations.act_forward(y, int(act), 0.0)
+    return y
 
 
 def _conv2d_forward(x, w, b, stride, pads, dilation, groups):

@@ -322,7 +322,8 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     y = ops.conv2d(x, w, b, **kw)
     assert_close(y, ref.conv2d(x, w, b, **kw), np.float64)
     assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
-    mean, var, gamma, beta = _rand(rng, (6,)), np.abs(_rand(rng, (6,))) + 0.5, _rand(rng, (6,)), _rand(rng, (6,))
+    mean, var, gamma, beta = (_rand(rng, (6,), np.float64) for _ in range(4))
+    var = np.abs(var) + 0.5
     want = np.clip((ref.conv2d(x, w, b, **kw) - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5)
                    * gamma[:, None, None] + beta[:, None, None], 0, 6)
     got = ops.conv2d_bn_act(x, w, b, **kw, bn=(mean, var, gamma, beta, 1e-5), activation="relu6")

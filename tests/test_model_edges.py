@@ -284,3 +284,30 @@ def test_public_imports_survive_the_split():
     model = vk.Sequential([L.Conv2D(2, 3, input_shape=(1, 5, 5)), L.Flatten(), L.Dense(2)])
     names = [p.name.split("/")[-1] for layer in model.layers for p in layer.parameters()]
     assert names == ["kernel", "bias", "kernel", "bias"]
+
+
+def test_backward_without_input_grads_skips_the_first_layers_input_gradient(monkeypatch):
+    """The trainer's backward (input_grads=False): the same parameter gradients, no gradient of the image, and
+    the layers reading the input never compute one."""
+    model = vk.Sequential([
+        L.Conv2D(8, 3, padding="same", activation="relu", input_shape=(2, 8, 8)),
+        L.DepthwiseConv2D(3, padding="same"),
+        L.Flatten(),
+        L.Dense(3),
+    ])
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 8)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    model(x, training=True)
+    gx = model.backward(g)
+    assert gx.shape == x.shape
+    want = [p.grad.copy() for p in model.parameters()]
+
+    from visionkit.backends.cpu import conv as cpu_conv
+    calls = []
+    real = cpu_conv.conv2d_backward_input
+    monkeypatch.setattr(cpu_conv, "conv2d_backward_input", lambda *a: calls.append(a[2]) or real(*a))
+    model(x, training=True)
+    assert model.backward(g, input_grads=False) is None
+    for p, w in zip(model.parameters(), want):
+        np.testing.assert_array_equal(p.grad, w)
+    assert calls == [(4, 8, 8, 8)]  # the depthwise layer's input gradient only, not the first conv's

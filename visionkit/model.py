@@ -302,11 +302,11 @@ class Model(Layer):
         shapes = [tuple(x.shape) for x in xs]
         return [vals[j] for j in self._output_idx], (tape, shapes)
 
-    def _backward(self, grads, ctx):
+    def _backward(self, grads, ctx, input_grads=True):
         with get_backend(self.device).session():
-            return self._backward_nodes(grads, ctx)
+            return self._backward_nodes(grads, ctx, input_grads)
 
-    def _backward_nodes(self, grads, ctx):
+    def _backward_nodes(self, grads, ctx, input_grads=True):
         tape, in_shapes = ctx
         order, inbound = self._order, self._inbound
         g = [None] * len(order)
@@ -318,12 +318,19 @@ class Model(Layer):
             if k in inputs or g[k] is None:
                 continue
             node = order[k]
+            params_only = getattr(node.layer, "backward_params", None)
+            if not input_grads and params_only is not None and all(j in inputs for j in inbound[k]):
+                params_only(g[k], tape[k])  # nobody wants the gradient of the model's input
+                g[k] = None
+                continue
             gin = node.layer.backward(g[k], tape[k])
             gins = gin if node.multi_input else [gin]
             for j, gj in zip(inbound[k], gins):
                 if gj is not None:
                     g[j] = gj if g[j] is None else ops.add(g[j], gj)
             g[k] = None
+        if not input_grads:
+            return [None] * len(self._input_idx)
         out = []
         for i, shape in zip(self._input_idx, in_shapes):
             gi = g[i]
@@ -334,14 +341,15 @@ class Model(Layer):
             out.append(gi)
         return out
 
-    def backward(self, grad_out, ctx=None):
+    def backward(self, grad_out, ctx=None, input_grads=True):
         """Backpropagate.
 
         ``model.backward(grad)``: ``grad`` holds one array per output (a list for several outputs; None for an
         output that gets no gradient). Uses the tape of the last ``model(x)`` call (training or not; a call with
         ``keep_tape=False`` keeps none, and ``predict`` leaves the last tape alone), zeroes every
         parameter's grad first, fills the grad of every trainable parameter (zeros where no gradient reached it),
-        and returns the gradient w.r.t. the input (a list for several inputs).
+        and returns the gradient w.r.t. the input (a list for several inputs). ``input_grads=False`` (what the
+        trainer passes) returns None and lets the layers that read the inputs skip that gradient.
 
         ``backward(grad, ctx)`` with a ctx from ``forward`` is the Layer protocol (used when this model is a layer
         of another); it accumulates into the grads instead.
@@ -377,11 +385,13 @@ class Model(Layer):
         params = self.parameters()
         for p in params:
             p.grad = None
-        gins = self._backward(conv, ctx)
+        gins = self._backward(conv, ctx, input_grads)
         for p in params:
             if p.trainable and p.grad is None:
                 z = np.zeros(p.shape, np.float32)
                 p.grad = ops.to_device(z, self.device) if self.device != "cpu" else z
+        if not input_grads:
+            return None
         if to_host:
             gins = [ops.to_numpy(a) for a in gins]
         return gins if self._multi_in else gins[0]

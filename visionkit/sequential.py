@@ -140,9 +140,9 @@ class Sequential(Model):
         self._require_built()
         return Model.summary(self, batch=batch, print_fn=print_fn, line_length=line_length)
 
-    def backward(self, grad_out, ctx=None):
+    def backward(self, grad_out, ctx=None, input_grads=True):
         self._require_built()
-        return Model.backward(self, grad_out, ctx)
+        return Model.backward(self, grad_out, ctx, input_grads)
 
     def get_config(self):
         return {

@@ -160,16 +160,22 @@ class Conv2D(_ConvCommon):
         y = activate(z, self.activation)
         return y, (x, z, y)
 
-    def backward(self, grad_out, ctx):
+    def backward(self, grad_out, ctx, input_grad=True):
+        """input_grad=False (the model's first layer in training) skips the gradient w.r.t. x: returns None."""
         x, z, y = ctx
         # relu's gradient mask from y: y > 0 exactly where z > 0 (NaN in both fails the test)
         gz = activate_backward(grad_out, y if z is None else z, y, self.activation)
         b = self.bias.value if self.bias is not None else None
-        gx, gw, gb = ops.conv2d_backward(gz, x, self._weight().value, b, **self._conv_kwargs())
+        gx, gw, gb = ops.conv2d_backward(gz, x, self._weight().value, b, **self._conv_kwargs(), input_grad=input_grad)
         self._weight().accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)
         return gx
+
+    def backward_params(self, grad_out, ctx):
+        """The parameter gradients alone (the model calls this on layers that read its inputs directly when no
+        input gradient is asked for)."""
+        self.backward(grad_out, ctx, input_grad=False)
 
     def count_macs(self, input_shape, output_shape):
         o, oh, ow = output_shape
@@ -246,6 +252,7 @@ class DepthwiseConv2D(_ConvCommon):
     # a depthwise conv is a grouped conv (groups = channels): Conv2D's forward and backward serve as they are
     forward = Conv2D.forward
     backward = Conv2D.backward
+    backward_params = Conv2D.backward_params
 
     def count_macs(self, input_shape, output_shape):
         o, oh, ow = output_shape

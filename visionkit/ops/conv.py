@@ -73,8 +73,9 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, op, activation=N
     return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups, act, bn)
 
 
-def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """(grad_input, grad_weight, grad_bias); grad_bias is None when bias is None."""
+def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, input_grad=True):
+    """(grad_input, grad_weight, grad_bias); grad_bias is None when bias is None, grad_input None when
+    input_grad is False (a network's first layer: nobody needs the gradient of the image)."""
     x, gy = _arr(x), _arr(grad_out)
     stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, "conv2d")
     w, gy = _match(weight, x, "weight"), _match(gy, x, "grad_out")
@@ -83,7 +84,7 @@ def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilatio
            conv_output_size(x.shape[3], w.shape[3], stride[1], pads[2] + pads[3], dilation[1]))
     _expect_shape(gy.shape, out, "conv2d backward")
     B = backend_of(x)
-    gx = B.conv.conv2d_backward_input(gy, w, tuple(x.shape), stride, pads, dilation, groups)
+    gx = B.conv.conv2d_backward_input(gy, w, tuple(x.shape), stride, pads, dilation, groups) if input_grad else None
     gw = B.conv.conv2d_backward_weight(x, gy, tuple(w.shape), stride, pads, dilation, groups)
     gb = B.tensor.sum_except_channels(gy) if bias is not None else None
     return gx, gw, gb

@@ -217,7 +217,7 @@ class Trainer:
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss} at epoch {self.epoch + 1}; lower the learning "
                                          f"rate (now {self.optimizer.lr:g}) or clip gradients (--clip-norm)")
-            self.model.backward(self.loss.backward())
+            self.model.backward(self.loss.backward(), input_grads=False)
             if self.clip_norm:
                 clip_grad_norm(self.model.parameters(), self.clip_norm)
             self.optimizer.step()

@@ -351,7 +351,7 @@ def test_conv_one_tile_splits_the_gemm_by_output_channels(monkeypatch, kw):
     rng = np.random.default_rng(5)
     x, w, b = _rand(rng, (1, 8, 7, 6), np.float64), _rand(rng, (70, 8, 3, 3), np.float64), _rand(rng, (70,), np.float64)
     conv_mod = pytest.importorskip("visionkit.backends.cpu.conv")
-    assert len(conv_mod._tiles(1, 7, 6, 72)) == 1
+    assert len(conv_mod._tiles(1, 7, 6, 72, 70)) == 1
     assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw), np.float64)
     assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0), np.float64)
 

@@ -341,7 +341,8 @@ def test_conv_tiles_on_pool_threads(monkeypatch, tile_elems, k, kw):
     assert_close(gb, eb, np.float64)
 
 
-@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=1), dict()], ids=["pitched", "strided", "valid"])
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=1), dict()],
+                         ids=["pitched", "strided", "valid"])
 def test_conv_one_tile_splits_the_gemm_by_output_channels(monkeypatch, kw):
     """One small image makes one tile: its GEMM is cut across the pool by output channels instead."""
     threads_mod = pytest.importorskip("visionkit.backends.cpu.threads")

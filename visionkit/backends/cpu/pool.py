@@ -6,6 +6,7 @@ Semantics (PyTorch's, with asymmetric pads so TensorFlow "same" fits) are spelle
 import numpy as np
 from numba import njit, prange
 
+from .conv_columns import _valid_cols
 from .threads import launch
 
 
@@ -59,9 +60,7 @@ def _max_rows(x, kh, kw, sh, sw, pt, pl, dh, dw, y):
                     continue
                 xr = xp[ih]
                 for j in range(kw):
-                    off = j * dw - pl
-                    lo = 0 if off >= 0 else min((-off + sw - 1) // sw, OW)
-                    hi = min(max((W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0, lo), OW)
+                    off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
                     for ow in range(lo, hi):
                         yr[ow] = _nanmax(xr[ow * sw + off], yr[ow])
 

@@ -18,8 +18,9 @@ the faces the reference finds (same count, IoU >= 0.9), and the sliding-window s
 closely as keras-mnist-cnn's "same" padding allows (see ``test_sliding_per_window``). With ``--benchmark-disable`` every case still runs
 once (the checks run; nothing is timed).
 
-OpenCV 5 moved the Haar cascades (``cv2.CascadeClassifier``) out of the main package into opencv_contrib; with
-such an OpenCV the Haar case skips, naming the fix (an OpenCV 4 wheel, ``opencv-python-headless<5``, has them).
+OpenCV 5 moved the Haar cascades (``cv2.CascadeClassifier``) out of the main package into opencv_contrib, which
+is why pyproject.toml asks for ``opencv-python-headless<5`` (an OpenCV 4 wheel ships the cascade and its XML);
+with an OpenCV 5 installed anyway the Haar case skips, naming that fix.
 The reference MTCNN needs torch and facenet-pytorch (``pip install --no-deps facenet-pytorch``); its package
 imports torchvision, which this file stands in for with a small stub, as tests/test_mtcnn.py does.
 """

@@ -66,6 +66,12 @@ def plan(order, inbound, output_idx):
     return chains
 
 
+def describe(chain):
+    """"Conv2D+BatchNorm+relu6": what the fused call stands for."""
+    parts = [type(chain.conv).__name__] + (["BatchNorm"] if chain.bn is not None else [])
+    return "+".join(parts + ([chain.activation] if chain.activation else []))
+
+
 def run(chain, x):
     """The chain's output for input x, in one fused call."""
     conv, bn = chain.conv, chain.bn

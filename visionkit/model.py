@@ -25,6 +25,7 @@ Sequential (``visionkit.sequential``) and InputLayer / Input (``visionkit.input_
 from __future__ import annotations
 
 from collections import defaultdict
+from time import perf_counter
 
 import numpy as np
 
@@ -257,13 +258,14 @@ class Model(Layer):
                 p.value = ops.to_device(p.value, self.device)
 
     # ---- running ----------------------------------------------------------------------------------------------
-    def _run(self, xs, training, keep=True):
-        """Run the graph; with ``keep`` False inside ``no_tape()`` (layers skip what backward needs)."""
+    def _run(self, xs, training, keep=True, timings=None):
+        """Run the graph; with ``keep`` False inside ``no_tape()`` (layers skip what backward needs). ``timings``
+        (a dict) receives each step's seconds, keyed (node index, label, kind): visionkit/profile.py."""
         if not keep and recording():
             with no_tape():
-                return self._run(xs, training, keep=False)
+                return self._run(xs, training, keep=False, timings=timings)
         with get_backend(self.device).session():
-            return self._run_nodes(xs, training, keep)
+            return self._run_nodes(xs, training, keep, timings)
 
     def _fusion_plan(self):
         """The conv -> BatchNorm -> activation chains inference runs fuse (visionkit/fusion.py), per graph."""
@@ -274,7 +276,7 @@ class Model(Layer):
             self._fusion = cached
         return cached[1], cached[2]
 
-    def _run_nodes(self, xs, training, keep):
+    def _run_nodes(self, xs, training, keep, timings=None):
         order, inbound = self._order, self._inbound
         chains, absorbed = self._fusion_plan() if not keep and not training else ({}, ())
         vals = [None] * len(order)
@@ -288,6 +290,7 @@ class Model(Layer):
             if k in inputs or k in absorbed:
                 continue
             ins = [vals[j] for j in inbound[k]]
+            start = perf_counter() if timings is not None else 0.0
             if k in chains:  # the whole chain in one call; its inner nodes hold no value
                 vals[chains[k].tail] = fusion.run(chains[k], ins[0])
             else:
@@ -295,6 +298,9 @@ class Model(Layer):
                 vals[k] = y
                 if keep:
                     tape[k] = ctx
+            if timings is not None:
+                key = (k, node.layer.name, fusion.describe(chains[k]) if k in chains else type(node.layer).__name__)
+                timings[key] = timings.get(key, 0.0) + perf_counter() - start
             for j in inbound[k]:
                 remaining[j] -= 1
                 if remaining[j] == 0 and j not in outputs:

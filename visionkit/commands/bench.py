@@ -35,8 +35,10 @@ def _parse_vs(ctx, param, value):
               help="Peers' threads (default: visionkit's numba thread count).")
 @click.option("--input", "input_shape", callback=parse_chw, metavar="C,H,W",
               help="Input channels and size (an architecture is built for it).")
+@click.option("--profile", is_flag=True,
+              help="Also show where visionkit's time goes: per-layer medians, and the total per layer kind.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shape, as_json):
+def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shape, profile, as_json):
     """Time MODEL (a model file, a pretrained model or an architecture) in visionkit and in the installed peers.
 
     Same weights, same input, one process; prints the machine (CPU, threads, BLAS, versions), then per engine:
@@ -73,11 +75,33 @@ def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shap
                            random_weights=random, log=log)
     except ValueError as e:
         fail(e, EXIT_USAGE)
+    rows = _profile(model, batch, input_shape, repeat, warmup) if profile else None
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        doc = report.to_dict()
+        if rows is not None:
+            doc["profile"] = [vars(r) for r in rows]
+        click.echo(json.dumps(doc, indent=2))
         return
     for line in header_lines(report):
         click.echo(line)
     click.echo("")
     for line in table_lines(report):
         click.echo(line)
+    if rows is not None:
+        from ..profile import profile_lines
+
+        click.echo("")
+        click.echo(f"Where visionkit's time goes (batch {batch}, median of {repeat} runs per step; fused "
+                   "conv -> BatchNorm -> activation chains count as one step):")
+        for line in profile_lines(rows):
+            click.echo(line)
+
+
+def _profile(model, batch, input_shape, repeat, warmup):
+    import numpy as np
+
+    from ..profile import profile_layers
+
+    shape = tuple(model.inputs[0].shape[1:]) if input_shape is None else tuple(input_shape)
+    x = np.random.default_rng(0).standard_normal((batch,) + shape, dtype=np.float32)
+    return profile_layers(model, x, repeat=repeat, warmup=warmup)

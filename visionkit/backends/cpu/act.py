@@ -150,8 +150,35 @@ def _act_backward(gy, x, y, gx, code, a):
             gx[i] = gy[i]
 
 
+# tanh of float32 values as an odd rational function x * P(x^2) / Q(x^2) on [-9, 9] (beyond 9, tanh is 1 in float32),
+# fitted for this file by iterated least squares on the relative error: at most 3.4e-7 from the true value (~5 ulp
+# near +-1, 3e-7 relative near 0). math.tanh does not vectorise (20 ns a value: LeNet-5's tanh layers took a fifth
+# of its time); float64 arrays keep math.tanh.
+_P0, _P1, _P2, _P3, _P4 = (np.float32(1.0), np.float32(0.13392432034015656), np.float32(0.0035091335885226727),
+                           np.float32(2.0831937945331447e-05), np.float32(1.3663396636331981e-08))
+_Q1, _Q2, _Q3, _Q4 = (np.float32(0.4672574996948242), np.float32(0.025928517803549767),
+                      np.float32(0.00033077847911044955), np.float32(7.902930860836932e-07))
+_NINE = np.float32(9.0)
+_ONE = np.float32(1.0)
+
+
+@njit(parallel=True, cache=True)
+def _tanh_f32(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        c = _NINE if v > _NINE else (-_NINE if v < -_NINE else v)  # NaN falls through and stays NaN
+        z = c * c
+        num = (((_P4 * z + _P3) * z + _P2) * z + _P1) * z + _P0
+        den = (((_Q4 * z + _Q3) * z + _Q2) * z + _Q1) * z + _ONE
+        r = c * num / den
+        y[i] = _ONE if r > _ONE else (-_ONE if r < -_ONE else r)
+
+
 def act_forward(x, code, a):
     y = np.empty_like(x)
+    if code == 4 and x.dtype == np.float32:
+        launch(_tanh_f32, x.size, x.reshape(-1), y.reshape(-1))
+        return y
     launch(_act_forward, x.size, x.reshape(-1), y.reshape(-1), code, float(a))
     return y
 

@@ -156,6 +156,8 @@ def _ap(shape, k, stride=None, padding=0, ceil_mode=False, count_include_pad=Tru
 
 AVGPOOL_EDGE = {
     "k2s2": _ap((2, 3, 6, 6), 2),
+    "k2s2_odd_sizes": _ap((1, 2, 7, 5), 2),  # the 2x2 fast path drops the last row and column, as floor mode does
+    "k2s2_divisor": _ap((1, 2, 6, 4), 2, divisor_override=3),
     "k3s2p1_include": _ap((1, 2, 7, 6), 3, 2, 1, count_include_pad=True),
     "k3s2p1_exclude": _ap((1, 2, 7, 6), 3, 2, 1, count_include_pad=False),
     "stride_gt_kernel": _ap((1, 2, 8, 7), 2, 3),

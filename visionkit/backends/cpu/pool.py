@@ -230,9 +230,34 @@ def _avg_backward(gy, kh, kw, sh, sw, pt, pb, pl, pr, include_pad, divisor, gx):
                         plane[ih, iw] += g
 
 
+@njit(parallel=True, cache=True)
+def _avg_2x2(x, y, d):
+    """2x2/stride-2/unpadded average: rows walked two at a time, a loop LLVM vectorises (the general kernel's
+    per-window bookkeeping made LeNet-5's pools a quarter of its time). The sum in float64 in the general
+    kernel's order, divided by d (4, or the divisor): bitwise what it gives."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        for oh in range(OH):
+            r0 = x[n, c, 2 * oh]
+            r1 = x[n, c, 2 * oh + 1]
+            yr = y[n, c, oh]
+            for ow in range(OW):
+                acc = np.float64(r0[2 * ow]) + np.float64(r0[2 * ow + 1])
+                acc += np.float64(r1[2 * ow])
+                acc += np.float64(r1[2 * ow + 1])
+                yr[ow] = acc / d
+
+
 def avg_pool2d_forward(x, kernel, stride, pads, out_hw, count_include_pad, divisor):
     N, C = x.shape[0], x.shape[1]
     y = np.empty((N, C) + tuple(out_hw), x.dtype)
+    if (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(pads) and out_hw[0] * 2 <= x.shape[2]
+            and out_hw[1] * 2 <= x.shape[3]):
+        launch(_avg_2x2, x.size, x, y, float(divisor or 4))
+        return y
     launch(_avg_forward, y.size * kernel[0] * kernel[1], x, kernel[0], kernel[1], stride[0], stride[1],
            pads[0], pads[1], pads[2], pads[3], bool(count_include_pad), int(divisor or 0), y)
     return y

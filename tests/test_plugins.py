@@ -384,3 +384,23 @@ def test_environment_switches_on_the_real_command_line(installed_example):
     assert out.returncode == 2 and "No such command 'example-hello'" in out.stderr
     none = json.loads(visionkit_cmd(installed_example, "plugins", "--json", VISIONKIT_PLUGINS="").stdout)
     assert none["plugins"] == [] and none["failed"] == []
+
+
+def test_locate_model_is_the_one_lookup_every_command_shares(tmp_path):
+    from visionkit import registry
+
+    ref = registry.locate_model("lenet5")
+    assert (ref.kind, ref.label, ref.path) == ("architecture", "lenet5", None)
+    ref = registry.locate_model("digits")
+    assert ref.kind == "pretrained" and ref.path.endswith("digits.vk")
+    f = tmp_path / "m.vk"
+    f.write_bytes(b"x")
+    ref = registry.locate_model(str(f))
+    assert (ref.kind, ref.label, ref.path) == ("file", "m", str(f))
+    with pytest.raises(registry.ModelNotFound, match="is a directory"):
+        registry.locate_model(str(tmp_path))
+    with pytest.raises(registry.ModelNotFound, match=r"^--model 'lenett5' is neither a model file nor a pretrained "
+                                                      r"model; did you mean lenet5"):
+        registry.locate_model("lenett5", kinds=("file", "pretrained"), what="--model")
+    with pytest.raises(registry.ModelNotFound, match="nor an architecture"):
+        registry.locate_model("no-such-thing-at-all")

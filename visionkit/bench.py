@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import registry
+from .registry import ModelNotFound
+
 ENGINES = ("visionkit", "onnxruntime", "torch", "opencv")
 PEERS = ENGINES[1:]
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -109,10 +112,6 @@ class BenchReport:
 # the model a command names
 
 
-class ModelNotFound(LookupError):
-    """MODEL is neither a model file, a pretrained model nor an architecture."""
-
-
 def resolve_model(model_arg, input_shape=None, seed=0):
     """(model, label, random_weights) for a model file, a registered pretrained model or an architecture name.
 
@@ -120,37 +119,21 @@ def resolve_model(model_arg, input_shape=None, seed=0):
     size. For a model file or a pretrained model, ``input_shape`` is left to the caller. Raises ModelNotFound
     (with close names as a hint) or the loader's ValueError / OSError.
     """
-    import difflib
-
-    from . import registry
     from .weights import load_model
 
-    models, archs = registry.models(), registry.architectures()
-    if model_arg in models:
-        spec = models[model_arg]
-        if not spec.weights_available:
-            raise ModelNotFound(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at "
-                                f"{spec.path}")
-        model, label, random = load_model(spec.path), model_arg, False
-    elif os.path.isfile(model_arg):
-        model, label, random = load_model(model_arg), os.path.splitext(os.path.basename(model_arg))[0], False
-    elif model_arg in archs:
+    ref = registry.locate_model(model_arg)
+    if ref.kind == "architecture":
         kwargs = {"seed": seed}
         if input_shape is not None:
             kwargs["in_channels"], kwargs["input_size"] = int(input_shape[0]), tuple(input_shape[1:])
-        model, label, random = archs[model_arg].build(**kwargs), model_arg, True
+        model, random = ref.spec.build(**kwargs), True
     else:
-        if os.path.isdir(model_arg):
-            raise ModelNotFound(f"{model_arg}: is a directory, not a model file")
-        close = difflib.get_close_matches(model_arg, list(models) + list(archs), n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (see `visionkit models`)"
-        raise ModelNotFound(f"MODEL {model_arg!r} is neither a model file, a pretrained model nor an "
-                            f"architecture{hint}")
+        model, random = load_model(ref.path), False
     from .model import Model
 
     if not isinstance(model, Model):
         raise TypeError(f"{model_arg!r} holds a {type(model).__name__}, not a single model")
-    return model, label, random
+    return model, ref.label, random
 
 
 # --------------------------------------------------------------------------------------------------------------

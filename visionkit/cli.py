@@ -234,7 +234,6 @@ def _build_declared(spec, kwargs):
 def _resolve_model(model_arg, task_spec):
     """(model, label) for --model: a model file, or a registered pretrained model; an architecture without
     weights, an unknown name or a missing default is a usage error (exit 2)."""
-    import os
 
     from . import registry
 
@@ -247,25 +246,15 @@ def _resolve_model(model_arg, task_spec):
             _fail(f"task {task_spec.name!r}: its default model {default!r} is not registered (is the plugin that "
                   f"ships it disabled? see `visionkit plugins`); pass --model FILE", EXIT_USAGE)
         model_arg = default
-    models, archs = registry.models(), registry.architectures()
-    if model_arg in models:
-        spec = models[model_arg]
-        if not spec.weights_available:
-            _fail(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at {spec.path}",
-                  EXIT_USAGE)
-        path, label = spec.path, model_arg
-    elif os.path.isfile(model_arg):
-        path, label = model_arg, model_arg
-    elif model_arg in archs:
-        _fail(f"{model_arg!r} is an architecture without trained weights; visionkit does not run random weights. "
-              f"Pass a model file (--model path/to/model.vk) or a pretrained model (see `visionkit models`)",
-              EXIT_USAGE)
-    else:
-        import difflib
-
-        close = difflib.get_close_matches(model_arg, list(models) + list(archs), n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        _fail(f"--model {model_arg!r} is neither a model file nor a pretrained model{hint}", EXIT_USAGE)
+    try:
+        ref = registry.locate_model(model_arg, kinds=("file", "pretrained"), what="--model")
+    except registry.ModelNotFound as e:
+        if model_arg in registry.architectures():
+            _fail(f"{model_arg!r} is an architecture without trained weights; visionkit does not run random "
+                  f"weights. Pass a model file (--model path/to/model.vk) or a pretrained model (see `visionkit "
+                  f"models`)", EXIT_USAGE)
+        _fail(str(e), EXIT_USAGE)
+    path, label = ref.path, model_arg
     try:
         return _load_file(path), label
     except (ValueError, TypeError, OSError, KeyError) as e:

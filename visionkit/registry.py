@@ -340,3 +340,57 @@ def build(name, **kwargs):
     """Build architecture ``name``: ``build("resnet18", num_classes=10, in_channels=3, input_size=(224, 224),
     seed=0)``; omitted arguments take the architecture's defaults."""
     return get_architecture(name).build(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the MODEL a command names
+
+
+class ModelNotFound(LookupError):
+    """MODEL names nothing the command accepts (the message lists close names), or a pretrained model whose
+    weights file is missing (WeightsMissing)."""
+
+
+class WeightsMissing(ModelNotFound):
+    """A registered pretrained model whose weights file is not there (a broken install, not a typo)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a MODEL argument names: ``kind`` "pretrained" (``spec`` a ModelSpec), "file" or "architecture"
+    (``spec`` an ArchitectureSpec). ``path`` is the weights file (None for an architecture); ``label`` the
+    pretrained or architecture name, or the file's stem."""
+
+    kind: str
+    label: str
+    path: str | None
+    spec: Any = None
+
+
+_KIND_WORDS = {"file": "a model file", "pretrained": "a pretrained model", "architecture": "an architecture"}
+
+
+def locate_model(arg, kinds=("file", "pretrained", "architecture"), what="MODEL"):
+    """The ModelRef for ``arg``: a registered pretrained model first, then an existing file, then an architecture,
+    among ``kinds``. Raises ModelNotFound, worded for the command (``what``: "MODEL" or "--model"), for anything
+    else, for a directory, and for a pretrained model whose weights file is missing. The commands share this, and
+    each decides what to do with an architecture (build it with random weights, or refuse it)."""
+    models = _registry().tables["model"]
+    archs = _registry().tables["architecture"]
+    if "pretrained" in kinds and arg in models:
+        spec = models[arg]
+        if not spec.weights_available:
+            raise WeightsMissing(f"pretrained model {arg!r} (plugin {spec.plugin!r}) has no weights file at "
+                                 f"{spec.path}")
+        return ModelRef("pretrained", arg, spec.path, spec)
+    if "file" in kinds and os.path.isfile(arg):
+        return ModelRef("file", os.path.splitext(os.path.basename(arg))[0], arg)
+    if "architecture" in kinds and arg in archs:
+        return ModelRef("architecture", arg, None, archs[arg])
+    if os.path.isdir(arg):
+        raise ModelNotFound(f"{arg}: is a directory, not a model file")
+    words = [_KIND_WORDS[k] for k in ("file", "pretrained", "architecture") if k in kinds]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " nor " + words[-1]
+    close = difflib.get_close_matches(arg, list(models) + list(archs), n=5, cutoff=0.6)  # a typo of any name
+    hint = f"; did you mean {', '.join(close)}?" if close else " (see `visionkit models`)"
+    raise ModelNotFound(f"{what} {arg!r} is neither {listed}{hint}")

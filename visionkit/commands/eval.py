@@ -40,13 +40,12 @@ def eval_command(model_arg, data_spec, split_name, batch_size, out_dir, as_json,
     from ..train.trainer import Trainer
     from ..weights import load_model
 
-    if model_arg in registry.models():
-        path = registry.get_model(model_arg).path
-    elif os.path.isfile(model_arg):
-        path = model_arg
-    else:
-        fail(f"MODEL {model_arg!r} is neither a model file nor a pretrained model (see `visionkit models`)",
-             EXIT_USAGE)
+    try:
+        path = registry.locate_model(model_arg, kinds=("file", "pretrained")).path
+    except registry.WeightsMissing as e:
+        fail(e)
+    except registry.ModelNotFound as e:
+        fail(e, EXIT_USAGE)
     try:
         model = load_model(path)
     except (OSError, ValueError) as e:

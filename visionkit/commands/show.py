@@ -18,36 +18,24 @@ RANDOM_NOTE = "random weights (architecture without training)"
 def _load_model(model_arg):
     """(model, stem, random) for MODEL: a model file, a registered pretrained model, or an architecture (built
     with random weights, seed 0)."""
-    import difflib
-
     from .. import registry
     from ..weights import load_model
 
     try:
-        models, archs = registry.models(), registry.architectures()
+        ref = registry.locate_model(model_arg)
     except registry.DuplicateNameError as e:
         fail(e)
-    if model_arg in models:
-        spec = models[model_arg]
-        if not spec.weights_available:
-            fail(f"pretrained model {model_arg!r} (plugin {spec.plugin!r}) has no weights file at {spec.path}")
-        path, stem = spec.path, model_arg
-    elif os.path.isfile(model_arg):
-        path, stem = model_arg, os.path.splitext(os.path.basename(model_arg))[0]
-    elif model_arg in archs:
+    except registry.WeightsMissing as e:
+        fail(e)
+    except registry.ModelNotFound as e:
+        fail(e, EXIT_USAGE)
+    if ref.kind == "architecture":
         try:
-            return archs[model_arg].build(seed=0), model_arg, True
+            return ref.spec.build(seed=0), ref.label, True
         except Exception as e:  # noqa: BLE001  (a plugin's builder failing: one line, not a traceback)
-            fail(f"building {model_arg!r} (plugin {archs[model_arg].plugin!r}) failed: {type(e).__name__}: {e}")
-    else:
-        if os.path.isdir(model_arg):
-            fail(f"{model_arg}: is a directory, not a model file", EXIT_USAGE)
-        close = difflib.get_close_matches(model_arg, list(models) + list(archs), n=5, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (see `visionkit models`)"
-        fail(f"MODEL {model_arg!r} is neither a model file, a pretrained model nor an architecture{hint}",
-              EXIT_USAGE)
+            fail(f"building {model_arg!r} (plugin {ref.spec.plugin!r}) failed: {type(e).__name__}: {e}")
     try:
-        return load_model(path), stem, False
+        return load_model(ref.path), ref.label, False
     except (ValueError, TypeError, OSError, KeyError) as e:
         fail(f"cannot load model {model_arg!r}: {e}")
 

@@ -22,12 +22,10 @@ OpenCV 5 moved the Haar cascades (``cv2.CascadeClassifier``) out of the main pac
 is why pyproject.toml asks for ``opencv-python-headless<5`` (an OpenCV 4 wheel ships the cascade and its XML);
 with an OpenCV 5 installed anyway the Haar case skips, naming that fix.
 The reference MTCNN needs torch and facenet-pytorch (``pip install --no-deps facenet-pytorch``); its package
-imports torchvision, which this file stands in for with a small stub, as tests/test_mtcnn.py does.
+imports torchvision, which ``visionkit.detectors.facenet_reference`` stands in for, as in tests/test_mtcnn.py.
 """
 
-import importlib.util
 import os
-import sys
 import types
 
 import numpy as np
@@ -36,6 +34,7 @@ from _harness import RESULTS, THREADS, median_time, record, run_benchmark
 
 from visionkit.builtins.architectures import ARCHITECTURES
 from visionkit.detectors import mtcnn
+from visionkit.detectors.facenet_reference import find_facenet, reference_mtcnn
 from visionkit.tasks.nms import box_iou
 from visionkit.tasks.scores import to_probabilities
 from visionkit.tasks.sliding import SlidingWindowDetector
@@ -129,62 +128,20 @@ def test_faces_visionkit(benchmark, bundle, photo):
     run_benchmark(benchmark, FACES, "visionkit", lambda: mtcnn.detect_faces(bundle, photo))
 
 
-# the reference MTCNN: facenet-pytorch's module, loaded with a stand-in for torchvision (its one use of it here is
-# torchvision.ops.boxes.batched_nms; the rest of torchvision is only imported, never called)
-
-
-def _batched_nms(torch):
-    def batched_nms(boxes, scores, idxs, threshold):
-        if boxes.numel() == 0:
-            return torch.empty(0, dtype=torch.long)
-        b = boxes.detach().double()
-        b = b + (idxs.double() * (b.max() + 1))[:, None]  # one offset per index: no overlap across indices
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        order = torch.argsort(scores.detach(), descending=True, stable=True)
-        keep = []
-        while order.numel():
-            i, rest = order[0], order[1:]
-            keep.append(int(i))
-            iw = (torch.minimum(b[i, 2], b[rest, 2]) - torch.maximum(b[i, 0], b[rest, 0])).clamp(min=0)
-            ih = (torch.minimum(b[i, 3], b[rest, 3]) - torch.maximum(b[i, 1], b[rest, 1])).clamp(min=0)
-            inter = iw * ih
-            order = rest[~(inter / (area[i] + area[rest] - inter) > threshold)]
-        return torch.as_tensor(keep, dtype=torch.long)
-
-    return batched_nms
+# the reference MTCNN: facenet-pytorch's module, loaded with a stand-in for torchvision
+# (visionkit/detectors/facenet_reference.py, which tests/test_mtcnn.py uses too)
 
 
 @pytest.fixture(scope="module")
 def facenet():
     torch = pytest.importorskip("torch")
     pytest.importorskip("PIL")  # facenet's detect_face module imports PIL.Image
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("facenet-pytorch is not installed (pip install --no-deps facenet-pytorch==2.6.0)")
-    root = next(iter(spec.submodule_search_locations))
-    if not all(os.path.isfile(os.path.join(root, "data", f"{n}.pt")) for n in ("pnet", "rnet", "onet")):
-        pytest.skip("facenet-pytorch's weight files are missing")
+    root, why = find_facenet()
+    if root is None:
+        pytest.skip(why)
     torch.set_num_threads(THREADS)
-    stubs = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
-        "torchvision.transforms.functional")}
-    stubs["torchvision.ops.boxes"].batched_nms = _batched_nms(torch)
-    pkg = types.ModuleType("facenet_pytorch")
-    pkg.__path__ = [root]
-    models = types.ModuleType("facenet_pytorch.models")
-    models.__path__ = [os.path.join(root, "models")]
-    before = set(sys.modules)
-    with pytest.MonkeyPatch.context() as mp:
-        for name, mod in {**stubs, "facenet_pytorch": pkg, "facenet_pytorch.models": models}.items():
-            mp.setitem(sys.modules, name, mod)
-        import facenet_pytorch.models.mtcnn as fm
-
-        nets = types.SimpleNamespace(torch=torch, pnet=fm.PNet().eval(), rnet=fm.RNet().eval(),
-                                     onet=fm.ONet().eval(), detect_face=fm.detect_face)
+    with reference_mtcnn(torch, root) as nets:
         yield nets
-    for name in list(sys.modules):
-        if name not in before and name.startswith(("facenet_pytorch", "torchvision")):
-            del sys.modules[name]
 
 
 def test_faces_reference_mtcnn(request, facenet, bundle, photo):

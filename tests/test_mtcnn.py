@@ -9,8 +9,6 @@ package is never imported as a whole). The photo tests use scikit-image's sample
 import importlib.util
 import json
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ import visionkit as vk
 from visionkit import layers as L
 from visionkit.bundle import ModelBundle
 from visionkit.detectors import mtcnn
+from visionkit.detectors.facenet_reference import find_facenet, reference_mtcnn
 from visionkit.layers.prelu import PReLU
 from visionkit.ops.prelu import prelu, prelu_backward
 from visionkit.tasks.nms import box_iou
@@ -218,12 +217,9 @@ def test_shipped_bundle():
 
 
 def _facenet_dir():
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("facenet-pytorch is not installed (pip install --no-deps facenet-pytorch==2.6.0)")
-    root = list(spec.submodule_search_locations)[0]
-    if not all(os.path.isfile(os.path.join(root, "data", f"{n}.pt")) for n in ("pnet", "rnet", "onet")):
-        pytest.skip("facenet-pytorch's data files are missing")
+    root, why = find_facenet()
+    if root is None:
+        pytest.skip(why)
     return root
 
 
@@ -234,56 +230,14 @@ def _converter():
     return mod
 
 
-def _stub_batched_nms(torch):
-    """torchvision.ops.batched_nms, written plainly: per-index greedy NMS, IoU > threshold dropped, best first."""
-
-    def batched_nms(boxes, scores, idxs, threshold):
-        b, s = boxes.detach().double(), scores.detach()
-        if b.numel() == 0:
-            return torch.empty(0, dtype=torch.long)
-        b = b + (idxs.double() * (b.max() + 1))[:, None]
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        order = torch.argsort(s, descending=True, stable=True)
-        keep = []
-        while order.numel():
-            i, rest = order[0], order[1:]
-            keep.append(int(i))
-            w = (torch.minimum(b[i, 2], b[rest, 2]) - torch.maximum(b[i, 0], b[rest, 0])).clamp(min=0)
-            h = (torch.minimum(b[i, 3], b[rest, 3]) - torch.maximum(b[i, 1], b[rest, 1])).clamp(min=0)
-            inter = w * h
-            order = rest[~(inter / (area[i] + area[rest] - inter) > threshold)]
-        return torch.as_tensor(keep, dtype=torch.long)
-
-    return batched_nms
-
-
 @pytest.fixture(scope="module")
 def facenet():
-    """facenet-pytorch's MTCNN module (PNet, RNet, ONet, detect_face) loaded with a stand-in for torchvision; the
-    stub and facenet's modules are taken out of sys.modules afterwards."""
+    """facenet-pytorch's MTCNN module (PNet, RNet, ONet, detect_face), loaded with a stand-in for torchvision
+    (visionkit/detectors/facenet_reference.py)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("PIL")  # detect_face.py imports PIL.Image
-    root = _facenet_dir()
-    stubs = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
-        "torchvision.transforms.functional")}
-    stubs["torchvision.ops.boxes"].batched_nms = _stub_batched_nms(torch)
-    pkg = types.ModuleType("facenet_pytorch")
-    pkg.__path__ = [root]
-    models = types.ModuleType("facenet_pytorch.models")
-    models.__path__ = [os.path.join(root, "models")]
-    before = dict(sys.modules)
-    with pytest.MonkeyPatch.context() as mp:
-        for name, mod in {**stubs, "facenet_pytorch": pkg, "facenet_pytorch.models": models}.items():
-            mp.setitem(sys.modules, name, mod)
-        import facenet_pytorch.models.mtcnn as fm
-
-        nets = types.SimpleNamespace(torch=torch, pnet=fm.PNet().eval(), rnet=fm.RNet().eval(), onet=fm.ONet().eval(),
-                                     detect_face=fm.detect_face, root=root)
+    with reference_mtcnn(torch, _facenet_dir()) as nets:
         yield nets
-    for name in list(sys.modules):
-        if name not in before and name.startswith(("facenet_pytorch", "torchvision")):
-            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")

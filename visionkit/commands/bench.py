@@ -69,13 +69,13 @@ def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shap
         click.echo(f"Note: {model_arg!r} is an architecture without trained weights: random weights (seed 0)",
                    err=True)
     log = (lambda line: click.echo(line, err=True)) if not as_json else None
+    shape = None if random else input_shape  # an architecture was already built for --input
     try:
         report = run_bench(model, name=label, batch=batch, device=device, engines=engines, repeat=repeat,
-                           warmup=warmup, threads=threads, input_shape=None if random else input_shape,
-                           random_weights=random, log=log)
+                           warmup=warmup, threads=threads, input_shape=shape, random_weights=random, log=log)
     except ValueError as e:
         fail(e, EXIT_USAGE)
-    rows = _profile(model, batch, input_shape, repeat, warmup) if profile else None
+    rows = _profile(model, batch, shape, repeat, warmup) if profile else None
     if as_json:
         doc = report.to_dict()
         if rows is not None:
@@ -98,10 +98,7 @@ def bench(model_arg, batch, device, engines, repeat, warmup, threads, input_shap
 
 
 def _profile(model, batch, input_shape, repeat, warmup):
-    import numpy as np
-
+    from ..bench import bench_input
     from ..profile import profile_layers
 
-    shape = tuple(model.inputs[0].shape[1:]) if input_shape is None else tuple(input_shape)
-    x = np.random.default_rng(0).standard_normal((batch,) + shape, dtype=np.float32)
-    return profile_layers(model, x, repeat=repeat, warmup=warmup)
+    return profile_layers(model, bench_input(model, batch, input_shape), repeat=repeat, warmup=warmup)

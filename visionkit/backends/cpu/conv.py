@@ -175,7 +175,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
                 _im2col_tile(x, n0, nb, g * Cg, Cg, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col)
             wg = w2[g * Og:(g + 1) * Og]
             if nb == 1:
-                out = matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
+                matmul(wg, col, out=y[n0, g * Og:(g + 1) * Og].reshape(Og, P)[:, oh0 * OW:oh1 * OW])
                 if finish:  # while the tile is still in cache
                     _finish_band(y, n0, g * Og, Og, oh0 * OW, oh1 * OW, ep, affine, act)
             else:

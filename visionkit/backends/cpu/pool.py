@@ -144,11 +144,17 @@ def _index_scatter(gy, idx, gx):
                 plane[k] += g[p]
 
 
+def _plain_2x2(x_shape, kernel, stride, pads, out_hw):
+    """A 2x2, stride-2, unpadded window whose outputs all lie inside the input (no ceil_mode overhang): the case
+    the _max_2x2* and _avg_2x2 kernels walk two rows at a time."""
+    return (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(pads) and out_hw[0] * 2 <= x_shape[2]
+            and out_hw[1] * 2 <= x_shape[3])
+
+
 def max_pool2d_forward(x, kernel, stride, pads, dilation, out_hw, with_indices=True):
     N, C = x.shape[0], x.shape[1]
     y = np.empty((N, C) + tuple(out_hw), x.dtype)
-    fast = (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and tuple(dilation) == (1, 1)
-            and not any(pads) and out_hw[0] * 2 <= x.shape[2] and out_hw[1] * 2 <= x.shape[3])
+    fast = _plain_2x2(x.shape, kernel, stride, pads, out_hw) and tuple(dilation) == (1, 1)
     if fast and not with_indices:
         launch(_max_2x2, x.size, x, y)
         return y, None
@@ -254,8 +260,7 @@ def _avg_2x2(x, y, d):
 def avg_pool2d_forward(x, kernel, stride, pads, out_hw, count_include_pad, divisor):
     N, C = x.shape[0], x.shape[1]
     y = np.empty((N, C) + tuple(out_hw), x.dtype)
-    if (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(pads) and out_hw[0] * 2 <= x.shape[2]
-            and out_hw[1] * 2 <= x.shape[3]):
+    if _plain_2x2(x.shape, kernel, stride, pads, out_hw):
         launch(_avg_2x2, x.size, x, y, float(divisor or 4))
         return y
     launch(_avg_forward, y.size * kernel[0] * kernel[1], x, kernel[0], kernel[1], stride[0], stride[1],

@@ -1,6 +1,7 @@
 """Convolution and transposed convolution (torch.nn.functional.conv2d / conv_transpose2d semantics)."""
 
 
+from ..backends import ACTIVATIONS
 from ..device import backend_of
 from ._args import _arr, _check_bias, _check_rank, _expect_shape, _match, _pair, _resolve_padding, conv_output_size
 
@@ -31,7 +32,8 @@ def _check_conv(x_shape, w_shape, stride, pads, dilation, groups, op):
             raise ValueError(f"{op}: kernel {k} (dilation {d}) is larger than the padded input {axis} {n + p}")
 
 
-FUSABLE_ACTIVATIONS = {"relu": 0, "relu6": 9}
+# the activations the convolution's epilogue applies itself, with their backend codes
+FUSABLE_ACTIVATIONS = {name: ACTIVATIONS[name] for name in ("relu", "relu6")}
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

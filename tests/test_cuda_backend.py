@@ -397,6 +397,36 @@ def test_softmax():
         close(gx, C.act.softmax_backward(gy, H(y), log), atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 3, 1)])
+def test_softmax_along_the_middle_axis(shape):
+    """(outer, K, inner) with inner > 1 (MTCNN's P-Net scores, softmax over the channels of NCHW): one thread per
+    position; inner == 1 takes the rows kernel. Both against numpy and the CPU twin, forward and backward."""
+    x = rand(shape[0], shape[1], shape[2] * shape[3])
+    x[0, 1, 0] = 60.0
+    x[-1, 0, -1] = np.nan
+    for log in (False, True):
+        y = G.act.softmax_forward(D(x), log)
+        e = np.exp(x - np.nanmax(x, axis=1, keepdims=True))
+        ref = e / e.sum(axis=1, keepdims=True)
+        ref[-1, :, -1] = np.nan  # a NaN anywhere along the axis: the whole column is NaN, as in torch
+        close(H(y), np.log(ref) if log else ref, atol=1e-6)
+        close(H(y), C.act.softmax_forward(x, log), atol=1e-6)
+        gy = rand(*x.shape)
+        gx = H(G.act.softmax_backward(D(gy), y, log))
+        close(gx, C.act.softmax_backward(gy, H(y), log), atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+def test_ops_softmax_any_axis_on_the_device(dim):
+    from visionkit import ops
+
+    x, gy = rand(2, 3, 2, 4), rand(2, 3, 2, 4)
+    for f, fb in ((ops.softmax, ops.softmax_backward), (ops.log_softmax, ops.log_softmax_backward)):
+        y = f(D(x), dim=dim)
+        close(H(y), f(x, dim=dim), atol=1e-6)
+        close(H(fb(D(gy), y, dim=dim)), fb(gy, H(y), dim=dim), atol=1e-6)
+
+
 def test_dropout_same_mask_as_cpu():
     x = rand(2, 3, 4, 5)
     for p, seed in ((0.5, 7), (0.2, 2 ** 40 + 3)):

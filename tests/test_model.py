@@ -347,7 +347,8 @@ def test_cuda_model_under_the_simulator():
         from visionkit.backends.cuda import tensor  # noqa: F401
     except Exception as e:  # the CUDA backend is being written concurrently
         pytest.skip(f"CUDA backend not importable: {e}")
-    model = vk.Sequential([L.Conv2D(2, 3, input_shape=(1, 4, 4), activation="relu"), L.Flatten(), L.Dense(3)], seed=0)
+    model = vk.Sequential([L.Conv2D(2, 3, input_shape=(1, 4, 4), activation="relu"), L.Flatten(),
+                           L.Dense(3, activation="softmax")], seed=0)
     x = rand(1, 1, 4, 4)
     y_cpu = model(x)
     g_cpu = model.backward(np.ones_like(y_cpu))

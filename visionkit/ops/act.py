@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..backends import ACTIVATIONS
-from ..device import backend_of, is_device_array
+from ..device import backend_of
 from ._args import _arr, _expect_shape, _match, _reshape
 
 
@@ -136,17 +136,14 @@ def activation_backward(grad_out, x, y, name, **params):
 
 
 def _rows(x, dim):
-    """View x as (rows, classes) with `dim` last; returns the view and a function undoing it."""
-    nd = len(x.shape)
+    """View x as (outer, classes, inner) with the softmax axis in the middle (no copy: x is C-contiguous);
+    returns the view and a function giving a result back x's shape."""
+    shape = tuple(x.shape)  # a plain tuple: the CUDA simulator's shape rejects negative indices
+    nd = len(shape)
     dim = dim % nd
-    if dim == nd - 1:
-        shape = x.shape
-        return _reshape(x, (-1, shape[-1]) if nd > 1 else (1, shape[0])), lambda r: _reshape(r, shape)
-    if is_device_array(x):
-        raise ValueError("softmax on the GPU works along the last axis, or axis 1 of an (N, C) array")
-    moved = np.ascontiguousarray(np.moveaxis(x, dim, -1))
-    mshape = moved.shape
-    return moved.reshape(-1, mshape[-1]), lambda r: np.ascontiguousarray(np.moveaxis(r.reshape(mshape), -1, dim))
+    outer = int(np.prod(shape[:dim], dtype=np.int64))
+    inner = int(np.prod(shape[dim + 1:], dtype=np.int64))
+    return _reshape(x, (outer, shape[dim], inner)), lambda r: _reshape(r, shape)
 
 
 def _softmax(x, dim, log):

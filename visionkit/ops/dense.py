@@ -8,7 +8,7 @@ def linear(x, weight, bias=None):
     x = _arr(x)
     _check_rank(x, 2, "linear")
     if len(weight.shape) != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"linear: weight {tuple(weight.shape)} expects {weight.shape[-1]} input features, "
+        raise ValueError(f"linear: weight {tuple(weight.shape)} expects {tuple(weight.shape)[-1]} input features, "
                          f"got {x.shape[1]}")
     _check_bias(bias, weight.shape[0], "linear")
     return backend_of(x).dense.linear_forward(x, _match(weight, x, "weight"), _match(bias, x, "bias"))

@@ -228,15 +228,65 @@ def _softmax_backward(gy, y, gx, log):
                 gx[r, k] = y[r, k] * (gy[r, k] - s)
 
 
+@njit(parallel=True, cache=True)
+def _softmax_inner(x, y, log):
+    O, K, n_inner = x.shape
+    for t in prange(O * n_inner):
+        o, i = t // n_inner, t % n_inner
+        m = -np.inf
+        for k in range(K):
+            if x[o, k, i] > m or x[o, k, i] != x[o, k, i]:
+                m = x[o, k, i]
+        s = 0.0
+        for k in range(K):
+            s += math.exp(x[o, k, i] - m)
+        if log:
+            ls = math.log(s)
+            for k in range(K):
+                y[o, k, i] = x[o, k, i] - m - ls
+        else:
+            for k in range(K):
+                y[o, k, i] = math.exp(x[o, k, i] - m) / s
+
+
+@njit(parallel=True, cache=True)
+def _softmax_inner_backward(gy, y, gx, log):
+    O, K, n_inner = y.shape
+    for t in prange(O * n_inner):
+        o, i = t // n_inner, t % n_inner
+        s = 0.0
+        for k in range(K):
+            s += gy[o, k, i] if log else gy[o, k, i] * y[o, k, i]
+        for k in range(K):
+            if log:
+                gx[o, k, i] = gy[o, k, i] - math.exp(y[o, k, i]) * s
+            else:
+                gx[o, k, i] = y[o, k, i] * (gy[o, k, i] - s)
+
+
+def _rows(a):
+    """The 2-D rows view when the softmax axis is last, else None (the 3-D kernels walk the middle axis)."""
+    if a.ndim == 2:
+        return a
+    return a.reshape(a.shape[0], a.shape[1]) if a.shape[2] == 1 else None
+
+
 def softmax_forward(x, log):
+    """Softmax along axis 1 of x: (rows, K), or (outer, K, inner)."""
     y = np.empty_like(x)
-    launch(_softmax, x.size, x, y, bool(log))
+    if _rows(x) is not None:
+        launch(_softmax, x.size, _rows(x), _rows(y), bool(log))
+    else:
+        launch(_softmax_inner, x.size, x, y, bool(log))
     return y
 
 
 def softmax_backward(gy, y, log):
     gx = np.empty_like(gy)
-    launch(_softmax_backward, gy.size, gy, y, gx, bool(log))
+    if _rows(y) is not None:
+        launch(_softmax_backward, gy.size, _rows(gy), _rows(y), _rows(gx), bool(log))
+    else:
+        launch(_softmax_inner_backward, gy.size, gy, y, gx, bool(log))
     return gx
 
 

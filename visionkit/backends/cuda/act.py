@@ -222,17 +222,95 @@ def _softmax_kernels(dtype):
     return forward, backward
 
 
+@functools.cache
+def _softmax_inner_kernels(dtype):
+    """Softmax along axis 1 of an (outer, K, inner) array with inner > 1 (the channels of NCHW scores, as
+    MTCNN's P-Net gives): one thread per (outer, inner) position walks its K values, the sum in float64."""
+    f = np.dtype(dtype).type
+    ft = numba.from_dtype(np.dtype(dtype))
+    ninf = f(-np.inf)
+    one = 1.0
+
+    @cuda.jit
+    def forward(x, y, log):
+        t = cuda.grid(1)
+        O, K, I = x.shape
+        if t >= O * I:
+            return
+        o = t // I
+        i = t - o * I
+        m = ninf
+        for k in range(K):
+            m = _nanmax(m, x[o, k, i])
+        acc = 0.0
+        for k in range(K):
+            acc += math.exp(x[o, k, i] - m)
+        if log:
+            ls = ft(math.log(acc))
+            for k in range(K):
+                y[o, k, i] = x[o, k, i] - m - ls
+        else:
+            inv = ft(one / acc)
+            for k in range(K):
+                y[o, k, i] = math.exp(x[o, k, i] - m) * inv
+
+    @cuda.jit
+    def backward(gy, y, gx, log):
+        t = cuda.grid(1)
+        O, K, I = y.shape
+        if t >= O * I:
+            return
+        o = t // I
+        i = t - o * I
+        acc = 0.0
+        for k in range(K):
+            if log:
+                acc += gy[o, k, i]
+            else:
+                acc += gy[o, k, i] * y[o, k, i]
+        tot = ft(acc)
+        for k in range(K):
+            if log:
+                gx[o, k, i] = gy[o, k, i] - math.exp(y[o, k, i]) * tot
+            else:
+                gx[o, k, i] = y[o, k, i] * (gy[o, k, i] - tot)
+
+    return forward, backward
+
+
+def _rows_or_inner(a):
+    """(2-D rows view, None) when the softmax axis is last (a block per row), else (None, the 3-D array)."""
+    if len(a.shape) == 2:
+        return a, None
+    if int(a.shape[2]) == 1:
+        return a.reshape(int(a.shape[0]), int(a.shape[1])), None
+    return None, a
+
+
 def softmax_forward(x, log):
+    """Softmax along axis 1 of x: (rows, K), or (outer, K, inner)."""
     y = empty(x.shape, x.dtype)
     if x.size:
-        _softmax_kernels(x.dtype)[0][int(x.shape[0]), red_threads(x.shape[1])](x, y, bool(log))
+        rows, inner = _rows_or_inner(x)
+        if inner is None:
+            _softmax_kernels(x.dtype)[0][int(rows.shape[0]), red_threads(rows.shape[1])](
+                rows, _rows_or_inner(y)[0], bool(log))
+        else:
+            bl, t = grid1d(int(x.shape[0]) * int(x.shape[2]))
+            _softmax_inner_kernels(x.dtype)[0][bl, t](x, y, bool(log))
     return y
 
 
 def softmax_backward(gy, y, log):
     gx = empty(gy.shape, gy.dtype)
     if gy.size:
-        _softmax_kernels(gy.dtype)[1][int(y.shape[0]), red_threads(y.shape[1])](gy, y, gx, bool(log))
+        rows, inner = _rows_or_inner(y)
+        if inner is None:
+            _softmax_kernels(gy.dtype)[1][int(rows.shape[0]), red_threads(rows.shape[1])](
+                _rows_or_inner(gy)[0], rows, _rows_or_inner(gx)[0], bool(log))
+        else:
+            bl, t = grid1d(int(y.shape[0]) * int(y.shape[2]))
+            _softmax_inner_kernels(gy.dtype)[1][bl, t](gy, y, gx, bool(log))
     return gx
 
 

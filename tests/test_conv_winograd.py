@@ -1,0 +1,123 @@
+"""The CPU forward's Winograd F(2x2, 3x3) path (visionkit/backends/cpu/conv_winograd.py) against the float64 loop
+reference: every padding, odd sizes (tiles cut at the edge), several bands on pool threads, the fused epilogue,
+both dtypes, and NaN / inf landing where the direct convolution puts them."""
+
+import numpy as np
+import pytest
+import reference as ref
+from gradcheck import assert_close
+
+from visionkit import ops
+from visionkit.backends.cpu import conv as conv_mod
+from visionkit.backends.cpu import conv_winograd as wino
+from visionkit.backends.cpu import threads as threads_mod
+
+
+@pytest.fixture
+def small_shapes_take_winograd(monkeypatch):
+    """Small shapes through the Winograd path, cut into bands of 3 tiles, the bands on pool threads (4+ input
+    channels: fewer than 32 terms per output would go to the direct kernel first)."""
+    monkeypatch.setattr(wino, "MIN_OUTPUT_PIXELS", 1)
+    monkeypatch.setattr(wino, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(wino, "BAND_TILES", 3)
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
+    calls = []
+    real = conv_mod._winograd_forward
+    monkeypatch.setattr(conv_mod, "_winograd_forward", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,padding", [
+    ((2, 4, 8, 8), 1), ((1, 4, 9, 7), 1), ((3, 4, 5, 6), 0), ((1, 5, 7, 10), 2), ((2, 6, 6, 9), "same"),
+    ((1, 4, 8, 5), (0, 1)),
+], ids=["even", "odd", "valid", "pad2", "same", "uneven"])
+@pytest.mark.parametrize("band_tiles", [3, 64], ids=["row-bands", "image-runs"])
+def test_winograd_matches_the_reference(small_shapes_take_winograd, monkeypatch, band_tiles, dtype, shape,
+                                        padding):
+    monkeypatch.setattr(wino, "BAND_TILES", band_tiles)
+    rng = np.random.default_rng(3)
+    x, w, b = _rand(rng, shape, dtype), _rand(rng, (6, shape[1], 3, 3), dtype), _rand(rng, (6,), dtype)
+    y = ops.conv2d(x, w, b, padding=padding)
+    assert small_shapes_take_winograd, "the Winograd path was not taken"
+    assert y.dtype == dtype
+    assert_close(y, ref.conv2d(x, w, b, padding=padding), dtype)
+
+
+@pytest.mark.parametrize("x_shape,pads", [((2, 5, 8, 8), (1, 1, 1, 1)), ((1, 4, 9, 7), (0, 0, 0, 0)),
+                                          ((2, 4, 7, 10), (2, 2, 2, 2)), ((1, 6, 8, 9), (0, 1, 2, 0))],
+                         ids=["same", "valid", "pad2", "uneven"])
+def test_winograd_input_gradient(small_shapes_take_winograd, monkeypatch, x_shape, pads):
+    """The input gradient of a stride-1 3x3 conv runs as a Winograd correlation with the flipped, transposed
+    kernel; it must equal the im2col one (which test_ops_conv checks against finite differences)."""
+    rng = np.random.default_rng(7)
+    x, w = _rand(rng, x_shape, np.float64), _rand(rng, (6, x_shape[1], 3, 3), np.float64)
+    oh, ow = x_shape[2] + pads[0] + pads[1] - 2, x_shape[3] + pads[2] + pads[3] - 2
+    gy = _rand(rng, (x_shape[0], 6, oh, ow), np.float64)
+    got = conv_mod.conv2d_backward_input(gy, w, x.shape, (1, 1), pads, (1, 1), 1)
+    assert small_shapes_take_winograd, "the Winograd path was not taken"
+    monkeypatch.setattr(conv_mod, "use_winograd", lambda *a: False)
+    want = conv_mod.conv2d_backward_input(gy, w, x.shape, (1, 1), pads, (1, 1), 1)
+    assert len(small_shapes_take_winograd) == 1
+    assert_close(got, want, np.float64)
+
+
+def test_winograd_fused_epilogue(small_shapes_take_winograd):
+    rng = np.random.default_rng(4)
+    x, w, b = _rand(rng, (2, 4, 9, 8), np.float64), _rand(rng, (5, 4, 3, 3), np.float64), _rand(rng, (5,), np.float64)
+    mean, var, gamma, beta = (_rand(rng, (5,), np.float64) for _ in range(4))
+    var = np.abs(var) + 0.5
+    conv = ref.conv2d(x, w, b, padding=1)
+    want = np.clip((conv - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5) * gamma[:, None, None]
+                   + beta[:, None, None], 0, 6)
+    assert_close(ops.conv2d_bn_act(x, w, b, padding=1, bn=(mean, var, gamma, beta, 1e-5), activation="relu6"),
+                 want, np.float64)
+    assert_close(ops.conv2d_relu(x, w, b, padding=1), np.maximum(conv, 0), np.float64)
+    assert len(small_shapes_take_winograd) == 2
+
+
+def test_winograd_keeps_the_direct_nan_and_inf_pattern(small_shapes_take_winograd):
+    """A transform spreads one NaN over its whole tile, and inf - inf makes NaN: a band holding either is computed
+    the im2col way, so the output has NaN and inf exactly where the direct sum has them."""
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (2, 4, 10, 10), np.float32), _rand(rng, (4, 4, 3, 3), np.float32)
+    x[0, 1, 4, 5] = np.nan
+    x[1, 2, 9, 0] = np.inf
+    x[1, 0, 0, 9] = -np.inf
+    y = ops.conv2d(x, w, padding=1)
+    assert small_shapes_take_winograd, "the Winograd path was not taken"
+    expect = ref.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expect))
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(expect))
+    np.testing.assert_array_equal(np.isneginf(y), np.isneginf(expect))
+    fin = np.isfinite(expect)
+    assert_close(y[fin], expect[fin], np.float32)
+
+
+def test_transformed_weights_are_g_g_gt():
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((3, 2, 3, 3))
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    U = wino.transformed_weights(w)
+    for o in range(3):
+        for c in range(2):
+            np.testing.assert_allclose(U[:, o, c].reshape(4, 4), G @ w[o, c] @ G.T, rtol=1e-14, atol=1e-14)
+
+
+def test_which_convolutions_take_winograd():
+    """The measured choice: wide 3x3 stride-1 layers with at least 400 output pixels over the batch; not one
+    14x14 image (slower there), not strided, dilated, grouped, or few-channel ones."""
+    take = wino.use_winograd
+    assert take(1, 64, 64, 3, 3, 56, 56, (1, 1), (1, 1), 1, np.float32)
+    assert take(32, 32, 64, 3, 3, 28, 28, (1, 1), (1, 1), 1, np.float64)
+    assert take(128, 32, 64, 3, 3, 14, 14, (1, 1), (1, 1), 1, np.float32)  # many small images: multi-image bands
+    assert not take(1, 256, 256, 3, 3, 14, 14, (1, 1), (1, 1), 1, np.float32)
+    assert not take(1, 64, 64, 3, 3, 56, 56, (2, 2), (1, 1), 1, np.float32)
+    assert not take(1, 64, 64, 3, 3, 56, 56, (1, 1), (2, 2), 1, np.float32)
+    assert not take(1, 64, 64, 3, 3, 56, 56, (1, 1), (1, 1), 2, np.float32)
+    assert not take(1, 3, 64, 3, 3, 56, 56, (1, 1), (1, 1), 1, np.float32)
+    assert not take(1, 64, 64, 5, 5, 56, 56, (1, 1), (1, 1), 1, np.float32)

@@ -1,0 +1,153 @@
+"""Winograd's minimal filtering F(2x2, 3x3) for the CPU forward of 3x3, stride-1, undilated, ungrouped convolutions
+with many channels (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016; what cuDNN, oneDNN
+and NNPACK do for these layers).
+
+Each 2x2 block of outputs ("tile") comes from a 4x4 patch d of the input: Y = A^T [ (G g G^T) * (B^T d B) ] A,
+summed over input channels. The sum over channels of the element-wise products is, for each of the 16 positions
+of the 4x4 transform, a matrix product (O x C) @ (C x tiles), so the convolution becomes 16 GEMMs of 4 / 9 the
+multiply-adds of im2col's single GEMM, plus two cheap transforms. Rounding differs from the direct sum by a few
+ulps (relative 1e-6 in float32; the tests hold it to the im2col result).
+
+Work is cut in bands of tile rows of one image, each band's transformed input and GEMM outputs (16 x C x tiles and
+16 x O x tiles) small enough to stay in L2 between the transforms and the GEMMs, and the bands shared among the
+pool's workers as the im2col path shares its tiles. The fused epilogue (bias, BatchNorm, ReLU/ReLU6) runs on each
+band while it is still in cache.
+"""
+
+import numpy as np
+from numba import njit
+
+# tiles (2x2 output blocks) per band: measured on the 2-core machine, 256 beat 128 and 512 on both benchmark
+# shapes (1x64x56x56 and 32x32x28x28 -> 64)
+BAND_TILES = 256
+# channels in and out below which im2col's single GEMM stays ahead (the transforms cost per channel)
+MIN_CHANNELS = 16
+# output pixels (all images together) below which the weight transform, the tiles' padding and the 16 small
+# GEMMs cost more than they save: measured against im2col, 1x256x14x14 -> 256 ran 0.86x, 1x128x28x28 -> 128 1.75x
+MIN_OUTPUT_PIXELS = 400
+
+
+def use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, dtype):
+    """Whether a forward goes this way: 3x3, stride 1, no dilation, one group, enough channels and pixels."""
+    return (KH, KW) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and \
+        min(C, O) >= MIN_CHANNELS and N * OH * OW >= MIN_OUTPUT_PIXELS and \
+        np.dtype(dtype) in (np.float32, np.float64)
+
+
+@njit(nogil=True, cache=True)
+def _pad_band(x, n0, r0, pt, pl, xb):
+    """xb[b, c, i, j] = x[n0 + b, c, r0 + i - pt, j - pl], zero outside x: a band's input rows with their padding,
+    for each of its images. Returns False when a copied value is NaN or infinite: the transforms would spread it
+    over whole tiles (and inf - inf gives NaN), so such a band is computed the direct way to keep PyTorch's NaN
+    and inf pattern."""
+    H, W = x.shape[2], x.shape[3]
+    nb, C, R, Wb = xb.shape
+    bad = 0.0
+    for b in range(nb):
+        for c in range(C):
+            for i in range(R):
+                r = r0 + i - pt
+                if r < 0 or r >= H:
+                    xb[b, c, i, :] = 0
+                    continue
+                for j in range(Wb):
+                    q = j - pl
+                    v = x[n0 + b, c, r, q] if 0 <= q < W else x.dtype.type(0)
+                    xb[b, c, i, j] = v
+                    bad += v - v  # 0 for every finite value, NaN once any is not
+    return bad == 0.0
+
+
+@njit(nogil=True, cache=True)
+def _input_transform(xb, tiles_h, tw, V):
+    """V[k, c, t] = (B^T d B)[k // 4, k % 4] for the 4x4 patch d of tile t = (image b, tile row i, column j),
+    t = (b * tiles_h + i) * tw + j, in xb; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+    Straight-line code per tile, every value in a register, each of the 16 outputs a contiguous run."""
+    nb, C = xb.shape[0], xb.shape[1]
+    for b in range(nb):
+        for c in range(C):
+            for i in range(tiles_h):
+                x0, x1, x2, x3 = xb[b, c, 2 * i], xb[b, c, 2 * i + 1], xb[b, c, 2 * i + 2], xb[b, c, 2 * i + 3]
+                base = (b * tiles_h + i) * tw
+                for j in range(tw):
+                    q = 2 * j
+                    t = base + j
+                    # B^T d, column by column: rows (x0 - x2, x1 + x2, x2 - x1, x1 - x3)
+                    a0, a1 = x0[q] - x2[q], x0[q + 1] - x2[q + 1]
+                    a2, a3 = x0[q + 2] - x2[q + 2], x0[q + 3] - x2[q + 3]
+                    b0, b1 = x1[q] + x2[q], x1[q + 1] + x2[q + 1]
+                    b2, b3 = x1[q + 2] + x2[q + 2], x1[q + 3] + x2[q + 3]
+                    e0, e1 = x2[q] - x1[q], x2[q + 1] - x1[q + 1]
+                    e2, e3 = x2[q + 2] - x1[q + 2], x2[q + 3] - x1[q + 3]
+                    f0, f1 = x1[q] - x3[q], x1[q + 1] - x3[q + 1]
+                    f2, f3 = x1[q + 2] - x3[q + 2], x1[q + 3] - x3[q + 3]
+                    # then (.) B along each row
+                    V[0, c, t] = a0 - a2
+                    V[1, c, t] = a1 + a2
+                    V[2, c, t] = a2 - a1
+                    V[3, c, t] = a1 - a3
+                    V[4, c, t] = b0 - b2
+                    V[5, c, t] = b1 + b2
+                    V[6, c, t] = b2 - b1
+                    V[7, c, t] = b1 - b3
+                    V[8, c, t] = e0 - e2
+                    V[9, c, t] = e1 + e2
+                    V[10, c, t] = e2 - e1
+                    V[11, c, t] = e1 - e3
+                    V[12, c, t] = f0 - f2
+                    V[13, c, t] = f1 + f2
+                    V[14, c, t] = f2 - f1
+                    V[15, c, t] = f1 - f3
+
+
+@njit(nogil=True, cache=True)
+def _output_transform(M, y, n0, nb, i0, tiles_h, tw):
+    """y[n0 + b, o, 2(i0 + i) + a, 2j + c] = (A^T m A)[a, c] for m the 4x4 of tile (b, i, j) in M[:, o, :], cut
+    at the output's edge; A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
+    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    for b in range(nb):
+        for o in range(O):
+            for i in range(tiles_h):
+                r = 2 * (i0 + i)
+                base = (b * tiles_h + i) * tw
+                for j in range(tw):
+                    t = base + j
+                    q = 2 * j
+                    s0 = M[0, o, t] + M[4, o, t] + M[8, o, t]
+                    s1 = M[1, o, t] + M[5, o, t] + M[9, o, t]
+                    s2 = M[2, o, t] + M[6, o, t] + M[10, o, t]
+                    s3 = M[3, o, t] + M[7, o, t] + M[11, o, t]
+                    u0 = M[4, o, t] - M[8, o, t] - M[12, o, t]
+                    u1 = M[5, o, t] - M[9, o, t] - M[13, o, t]
+                    u2 = M[6, o, t] - M[10, o, t] - M[14, o, t]
+                    u3 = M[7, o, t] - M[11, o, t] - M[15, o, t]
+                    y[n0 + b, o, r, q] = s0 + s1 + s2
+                    if q + 1 < OW:
+                        y[n0 + b, o, r, q + 1] = s1 - s2 - s3
+                    if r + 1 < OH:
+                        y[n0 + b, o, r + 1, q] = u0 + u1 + u2
+                        if q + 1 < OW:
+                            y[n0 + b, o, r + 1, q + 1] = u1 - u2 - u3
+
+
+# G of F(2x2, 3x3); G g G^T for every (o, c) at once is one GEMM with the Kronecker product G (x) G: row 4a + b,
+# column 3k + l holds G[a, k] G[b, l]
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_GG = np.kron(_G, _G)
+
+
+def transformed_weights(w):
+    """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c]."""
+    O, C = w.shape[0], w.shape[1]
+    return np.matmul(_GG.astype(w.dtype), w.reshape(O * C, 9).T).reshape(16, O, C)
+
+
+def bands(N, OH, OW):
+    """Work items (n0, images, first tile row, tile rows) of about BAND_TILES tiles: bands of tile rows of one
+    image, or runs of whole small images (a 14x14 output is 49 tiles: one image alone makes GEMMs too thin)."""
+    th, tw = -(-OH // 2), -(-OW // 2)
+    if th * tw <= BAND_TILES // 2:
+        nb = BAND_TILES // (th * tw)
+        return [(n, min(nb, N - n), 0, th) for n in range(0, N, nb)]
+    rows = max(1, BAND_TILES // tw)
+    return [(n, 1, i0, min(rows, th - i0)) for n in range(N) for i0 in range(0, th, rows)]

@@ -17,6 +17,8 @@ band while it is still in cache.
 import numpy as np
 from numba import njit
 
+from .threads import num_workers
+
 # tiles (2x2 output blocks) per band: measured on the 2-core machine, 256 beat 128 and 512 on both benchmark
 # shapes (1x64x56x56 and 32x32x28x28 -> 64)
 BAND_TILES = 256
@@ -150,4 +152,9 @@ def bands(N, OH, OW):
         nb = BAND_TILES // (th * tw)
         return [(n, min(nb, N - n), 0, th) for n in range(0, N, nb)]
     rows = max(1, BAND_TILES // tw)
+    count = -(-th // rows)
+    workers = num_workers()
+    if N < workers and count % workers:  # a few large images: a multiple of the workers, so that none idles
+        count += workers - count % workers
+    rows = -(-th // count)  # and bands of equal height (28 tile rows in 4 bands: 7 each, not 9, 9, 9, 1)
     return [(n, 1, i0, min(rows, th - i0)) for n in range(N) for i0 in range(0, th, rows)]

@@ -26,10 +26,13 @@ if [ "$which" = all ] || [ "$which" = fashion ]; then
         --out "$out/fashion.vk"
 fi
 if [ "$which" = all ] || [ "$which" = detector ]; then
-    # the sliding-window digit detector: 30,000 synthetic 28x28 windows (half digits with their box targets, half
-    # background and hard negatives); scored on the test split's windows, then as a detector with
-    # `visionkit eval digits-detector --data digit-scenes --split test`
-    visionkit train digits-detector --data digit-crops:n=30000 --val-split 0.1 --epochs 20 --batch-size 128 \
+    # the sliding-window digit detector: 60,000 synthetic 28x28 windows (half digits with their box targets, half
+    # background and hard negatives: clutter, strokes, long lines across the window, parts of digits, digits too
+    # small); scored on the test split's windows, then as a detector with
+    # `visionkit eval digits-detector --data digit-scenes --split test`. The card's "detect" defaults (class-agnostic
+    # NMS at IoU 0.3, window votes, box merging, contained-box suppression) come from the architecture's builder
+    # (visionkit/builtins/architectures/detector.py)
+    visionkit train digits-detector --data digit-crops:n=60000 --val-split 0.1 --epochs 20 --batch-size 128 \
         --lr 1e-3 --patience 4 --monitor val_loss --seed 0 --out "$out/digits-detector.vk"
 fi
 if [ "$which" = all ] || [ "$which" = fcn ]; then

@@ -145,6 +145,34 @@ def test_background_crops_overlap_digits_little():
     assert len(S.digit_crops(n=50, background_fraction=1.0).class_counts()[:10].nonzero()[0]) == 0
 
 
+def test_background_crops_with_long_lines_across_the_window(monkeypatch):
+    """The scenes' long lines, which a sliding window mistakes for a "1", as background windows: straight lines
+    right across the window, about half of them near vertical, and no digit box."""
+    monkeypatch.setattr(S, "_NEG_KINDS", (("lines", 1.0),))
+    drawn = []
+    real = S._blend_strokes
+
+    def spy(img, layer, mask):
+        drawn.append(mask.copy())
+        real(img, layer, mask)
+
+    monkeypatch.setattr(S, "_blend_strokes", spy)
+    ds = S.digit_crops(n=40, seed=5, background_fraction=1.0)
+    assert np.all(ds.labels == 10) and np.all(np.isnan(ds.digit_boxes)) and np.all(ds.digit_ids == -1)
+    lines = drawn[-40:]  # the pool's backgrounds blend their strokes first
+    vertical = 0
+    for mask in lines:
+        side = mask.shape[0]
+        ys, xs = np.nonzero(mask)
+        assert ys.size
+        edges = [ys.min() == 0, xs.min() == 0, ys.max() == side - 1, xs.max() == side - 1]
+        assert sum(edges) >= 2, edges  # it reaches the patch's edges on two sides
+        vertical += bool(ys.min() == 0 and ys.max() == side - 1 and np.ptp(xs) < 0.8 * side)
+    assert vertical >= 10  # about half are within 20 degrees of vertical
+    monkeypatch.setattr(S, "_NEG_KINDS", (("plain", 1.0),))  # the same windows without the lines differ
+    assert not np.array_equal(ds.images, S.digit_crops(n=40, seed=5, background_fraction=1.0).images)
+
+
 # --------------------------------------------------------------------------------------------------- segmentation
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from visionkit.tasks.nms import box_iou, nms
+from visionkit.tasks.nms import box_iou, box_overlap_smaller, nms, nms_contained
 from visionkit.tasks.pyramid import pyramid_scales, resize_for_scale
 
 
@@ -46,6 +46,23 @@ def test_nms_per_class_and_limits():
     assert nms(np.zeros((0, 4)), np.zeros(0)).shape == (0,)
     with pytest.raises(ValueError):
         nms(boxes, scores[:2])
+
+
+def test_nms_contained_drops_a_box_inside_a_better_one_that_iou_keeps():
+    # a digit's box, a thin "1" along its left stroke (IoU 0.2, wholly inside), and a box beside it (a quarter in)
+    boxes = np.array([[0, 0, 20, 40], [0, 0, 4, 40], [15, 0, 35, 40]], float)
+    scores = np.array([0.9, 0.95, 0.8])
+    np.testing.assert_allclose(box_overlap_smaller(boxes[:1], boxes), [[1, 1, 0.25]])
+    assert list(nms(boxes, scores, 0.3)) == [1, 0, 2]              # IoU 0.2 and 1/7: plain NMS keeps all three
+    assert list(nms_contained(boxes, scores, 0.5)) == [1, 2]       # the better "1" wins; the digit lies over it
+    scores[0] = 0.99
+    assert list(nms_contained(boxes, scores, 0.5)) == [0, 2]
+    assert list(nms_contained(boxes, scores, 0.2)) == [0]           # a quarter of the third box is over 0.2
+    assert list(nms_contained(boxes, scores, 0.5, classes=[0, 1, 0])) == [0, 1, 2]
+    assert list(nms_contained(boxes, scores, 0.2, max_detections=1)) == [0]
+    np.testing.assert_array_equal(box_overlap_smaller([[0, 0, 0, 0]], [[0, 0, 5, 5]]), [[0]])
+    with pytest.raises(ValueError, match="nms_contained"):
+        nms_contained(boxes, scores[:2])
 
 
 def test_box_iou():

@@ -503,7 +503,9 @@ def _mask(scene, h, w):
 
 _POS_FILL = (0.6, 1.0)      # the box's longer side as a fraction of the window side, positives
 _POS_JITTER = 0.15          # centre offset, fraction of the window, positives
-_NEG_KINDS = (("plain", 0.4), ("strokes", 0.2), ("part", 0.3), ("small", 0.1))
+# background windows: plain clutter; small strokes; long straight lines right across the window (the scenes' long
+# lines: without them a stretch of a near-vertical line reads as a "1"); part of a digit; a digit too small
+_NEG_KINDS = (("plain", 0.25), ("strokes", 0.2), ("lines", 0.15), ("part", 0.3), ("small", 0.1))
 _POOL_SIZE = 256
 
 
@@ -541,6 +543,24 @@ def _shrink(patch, window):
     side = patch.shape[0]
     interp = cv2.INTER_AREA if side > window else cv2.INTER_LINEAR
     return _to_uint8(cv2.resize(patch, (window, window), interpolation=interp))
+
+
+def _long_lines(rng, patch, count):
+    """Draw ``count`` straight lines right across a square ``patch`` (float32, in place), drawn as ``background``
+    draws its long lines (2-4 pixels at the scene's scale, whatever the window the patch is shrunk to), half of
+    them within 20 degrees of vertical, the stretch that a window mistakes for a "1"."""
+    side = patch.shape[0]
+    base = float(patch.mean())
+    layer, mask = np.zeros_like(patch), np.zeros(patch.shape, np.uint8)
+    for _ in range(count):
+        val = float(np.clip(base + rng.choice([-1.0, 1.0]) * rng.uniform(20, 130), 0, 255))
+        a = math.pi / 2 + rng.uniform(-0.35, 0.35) if rng.random() < 0.5 else rng.uniform(0, math.pi)
+        cx, cy = rng.uniform(0.15, 0.85) * side, rng.uniform(0.15, 0.85) * side
+        dx, dy = math.cos(a) * 2 * side, math.sin(a) * 2 * side
+        t = int(rng.integers(1, 4))
+        cv2.line(layer, _pt((cx - dx, cy - dy)), _pt((cx + dx, cy + dy)), val, t + 1, cv2.LINE_8)
+        cv2.line(mask, _pt((cx - dx, cy - dy)), _pt((cx + dx, cy + dy)), 255, t, cv2.LINE_AA)
+    _blend_strokes(patch, layer, mask)
 
 
 def _render_crop(rng, bank, pool, window, positive, size_range, keep_without=False):
@@ -585,7 +605,9 @@ def _render_crop(rng, bank, pool, window, positive, size_range, keep_without=Fal
         _strokes(rng, int(rng.integers(1, 4)), (0.3 * side, 0.9 * side), (max(1, t // 2), t + 1),
                  float(patch.mean()), side, side, layer, mask)
         _blend_strokes(patch, layer, mask)
-    if kind in ("plain", "strokes"):
+    elif kind == "lines":
+        _long_lines(rng, patch, 1 if rng.random() < 0.7 else 2)
+    if kind in ("plain", "strokes", "lines"):
         crop = _shrink(patch, window)
         return crop, crop, BACKGROUND_CLASS, np.full(4, np.nan, _F32), -1
     j = int(rng.integers(len(images)))
@@ -630,8 +652,9 @@ def _crops(n, window, split, seed, background_fraction, digit_size=(20, 80), kee
 def digit_crops(n=20000, window=28, split="train", seed=0, background_fraction=0.5):
     """``n`` gray ``window`` x ``window`` crops for training a sliding-window digit classifier with box
     regression: a Dataset with labels 0..9 (a digit whose box fills 60-100% of the window side, its centre
-    within +-15% of the window's) and 10 = "background" (clutter, clutter strokes, a part of a digit or a digit
-    too small, IoU with the window < 0.3), about ``background_fraction`` of them background.
+    within +-15% of the window's) and 10 = "background" (clutter, clutter strokes, long lines right across the
+    window, a part of a digit or a digit too small, IoU with the window < 0.3), about ``background_fraction`` of
+    them background.
 
     Extra attributes:
         targets      float32 (n, 4): the digit box as (cx, cy, sqrt(w), sqrt(h)), cx and cy in window widths /

@@ -17,6 +17,19 @@ Scores and classes:
       window's score is then its best non-background probability. Without one every window has a class, and
       ``conf`` alone separates objects from the rest.
 
+Grouping the windows (each optional; the defaults keep plain per-class NMS). An object is seen by many windows, at
+neighbouring positions and pyramid levels; a false alarm usually by few. For each window above ``conf`` its
+"cluster" is the windows above ``conf`` of its class that overlap it with IoU > 0.5 (itself included), and v the sum
+of their probabilities:
+    - ``votes`` (> 0): a box's score becomes its probability times 1 - exp(-v / votes), so a box seen by about
+      ``votes`` confident windows keeps 63% of its probability and a lone window 1 - exp(-1 / votes) of it; boxes
+      whose score then falls below ``conf`` are dropped;
+    - ``merge``: after NMS each kept box becomes the probability-weighted mean of its cluster's boxes (box voting),
+      steadier than any one window's regression;
+    - ``contain`` (0..1): after NMS a box is also dropped when more than this fraction of the smaller of it and a
+      better box lies inside the other (``visionkit.tasks.nms.nms_contained``): a stroke of a large digit read
+      as a "1" inside the digit's own box overlaps it with a small IoU, and NMS alone keeps it.
+
 Box regression (optional): a model with a second output of 4 values per window refines each box. The four
 numbers are the box centre (x, y) as fractions of the window (0..1 from its left/top edge) and the square roots
 of the box width and height as fractions of the window's (sqrt(w / W), sqrt(h / H)), the parametrisation the
@@ -30,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nms import nms
+from .nms import box_iou, nms, nms_contained
 from .preprocess import Preprocessor
 from .pyramid import pyramid_scales, resize_for_scale
 from .results import Box
@@ -128,10 +141,10 @@ class SlidingWindowDetector:
         return WindowScores(probs, boxes, (sy, sx))
 
     def detect(self, image, *, conf=0.5, iou=0.45, agnostic=False, max_det=300, min_size=None, max_size=None,
-               factor=0.709, stride=None, times=None):
+               factor=0.709, stride=None, votes=0.0, merge=False, contain=None, times=None):
         """Boxes (visionkit Box, best first) in ``image`` (H x W x C uint8). ``stride``: pixels between windows
-        at each level (rounded to a multiple of the network's own, which is the default). ``times``: as in
-        ``level``."""
+        at each level (rounded to a multiple of the network's own, which is the default). ``votes``, ``merge``,
+        ``contain``: grouping the windows (module doc). ``times``: as in ``level``."""
         step = 1 if stride is None else max(1, int(round(stride / max(self.stride))))
         found_boxes, found_scores, found_classes = [], [], []
         for scale in self.scales(image, min_size, max_size, factor):
@@ -146,19 +159,51 @@ class SlidingWindowDetector:
             found_scores.append(score[keep])
             found_classes.append(cls[keep])
         t0 = time.perf_counter()
-        boxes = self._suppress(image, found_boxes, found_scores, found_classes, iou, agnostic, max_det)
+        boxes = self._suppress(image, found_boxes, found_scores, found_classes, iou, agnostic, max_det,
+                               conf, votes, merge, contain)
         if times is not None:
             times["postprocess"] = times.get("postprocess", 0.0) + (time.perf_counter() - t0) * 1e3
         return boxes
 
-    def _suppress(self, image, found_boxes, found_scores, found_classes, iou, agnostic, max_det):
+    def _suppress(self, image, found_boxes, found_scores, found_classes, iou, agnostic, max_det, conf=0.0,
+                  votes=0.0, merge=False, contain=None):
         if not found_boxes or not sum(len(s) for s in found_scores):
             return []
-        boxes, scores = np.concatenate(found_boxes), np.concatenate(found_scores)
+        boxes, probs = np.concatenate(found_boxes), np.concatenate(found_scores)
         classes = np.concatenate(found_classes)
         h, w = image.shape[:2]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        kept = nms(boxes, scores, iou, classes=None if agnostic else classes, max_detections=max_det)
-        return [Box(*map(float, boxes[i]), score=float(scores[i]), class_id=int(classes[i]),
-                    name=self.names[classes[i]]) for i in kept]
+        windows = boxes, probs, classes  # every window above conf: the clusters votes and merge count on
+        scores = probs
+        if votes:
+            support = np.concatenate([_cluster_weights(*windows, np.arange(i, min(i + 512, len(probs))))
+                                      .sum(axis=1) for i in range(0, len(probs), 512)])
+            scores = probs * (1.0 - np.exp(-support / float(votes)))
+            keep = scores >= conf
+            boxes, classes, scores = boxes[keep], classes[keep], scores[keep]
+        limit = max_det if contain is None else None  # the containment pass may drop some: cap after it
+        kept = nms(boxes, scores, iou, classes=None if agnostic else classes, max_detections=limit)
+        boxes = boxes[kept]
+        if merge and len(kept):
+            weights = _cluster_weights(*windows, rows=None, queries=(boxes, classes[kept]))
+            total = weights.sum(axis=1, keepdims=True)  # 0 only for an empty (zero-area) box: it stays as it is
+            boxes = np.where(total > 0, weights @ windows[0] / np.where(total > 0, total, 1.0), boxes)
+        scores, classes = scores[kept], classes[kept]
+        if contain is not None and len(kept):
+            keep = nms_contained(boxes, scores, contain, classes=None if agnostic else classes,
+                                 max_detections=max_det)
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        return [Box(*map(float, b), score=float(p), class_id=int(c), name=self.names[c])
+                for b, p, c in zip(boxes, scores, classes)]
+
+
+def _cluster_weights(boxes, probs, classes, rows=None, queries=None, overlap=0.5):
+    """The clusters of some windows (``rows``, indices into ``boxes``) or of other boxes (``queries``: (boxes,
+    classes)): a (len(rows), n) array whose entry (i, j) is the probability of window j when it has the class of
+    row i and overlaps it with IoU > ``overlap``, else 0. A window always counts in its own cluster."""
+    qb, qc = (boxes[rows], classes[rows]) if queries is None else queries
+    weights = (box_iou(qb, boxes) > overlap) * (qc[:, None] == classes[None, :]) * probs[None, :]
+    if queries is None:
+        weights[np.arange(len(rows)), rows] = probs[rows]
+    return weights

@@ -38,8 +38,13 @@ class DetectTask(Task):
     max_size   largest object size in pixels [the image's shorter side]
     factor     pyramid scale step, 0 < factor < 1 [0.709]
     stride     pixels between windows at each level [the network's own]
+    votes      sliding window: score boxes by how many confident windows agree on them [0: off]
+    merge      sliding window: each kept box becomes the score-weighted mean of its windows [off]
+    contain    sliding window: also drop a box when more than this fraction of it lies inside a better box [off]
+    (votes, merge, contain: see ``visionkit.tasks.sliding``)
 
-    A model card may set its own defaults for conf, iou, min_size, max_size, factor and agnostic under "detect".
+    A model card may set its own defaults for conf, iou, min_size, max_size, factor, agnostic, votes, merge and
+    contain under "detect".
     """
 
     name = "detect"
@@ -58,7 +63,7 @@ class DetectTask(Task):
         return det
 
     def run(self, model, images, conf=None, iou=None, agnostic=False, max_det=300, min_size=None, max_size=None,
-            factor=None, stride=None, **options):
+            factor=None, stride=None, votes=None, merge=None, contain=None, **options):
         from visionkit.tasks.results import Result
 
         meta = getattr(model, "metadata", None) or {}
@@ -70,6 +75,9 @@ class DetectTask(Task):
         max_size = card.get("max_size") if max_size is None else max_size
         factor = card.get("factor", 0.709) if factor is None else factor
         agnostic = bool(agnostic or card.get("agnostic", False))
+        votes = card.get("votes", 0.0) if votes is None else votes
+        merge = bool(card.get("merge", False) if merge is None else merge)
+        contain = card.get("contain") if contain is None else contain
         cascade = meta.get("detector")
         results = []
         for img in images:
@@ -87,7 +95,7 @@ class DetectTask(Task):
                 det = self._sliding(model)
                 boxes = det.detect(img, conf=0.5 if conf is None else conf, iou=iou, agnostic=agnostic,
                                    max_det=max_det, min_size=min_size, max_size=max_size, factor=factor,
-                                   stride=stride, times=times)
+                                   stride=stride, votes=votes, merge=merge, contain=contain, times=times)
             results.append(Result(source="", width=int(img.shape[1]), height=int(img.shape[0]), task=self.name,
                                   model=str(getattr(model, "name", "")), boxes=boxes, times_ms=times))
         return results

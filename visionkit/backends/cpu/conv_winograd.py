@@ -1,17 +1,17 @@
 """Winograd's minimal filtering F(2x2, 3x3) for the CPU forward of 3x3, stride-1, undilated, ungrouped convolutions
-with many channels (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016; what cuDNN, oneDNN
-and NNPACK do for these layers).
+with many channels, and for their input gradient (a correlation with the flipped kernel; see ``conv``) (Lavin
+and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016; what cuDNN, oneDNN and NNPACK do here).
 
 Each 2x2 block of outputs ("tile") comes from a 4x4 patch d of the input: Y = A^T [ (G g G^T) * (B^T d B) ] A,
 summed over input channels. The sum over channels of the element-wise products is, for each of the 16 positions
 of the 4x4 transform, a matrix product (O x C) @ (C x tiles), so the convolution becomes 16 GEMMs of 4 / 9 the
 multiply-adds of im2col's single GEMM, plus two cheap transforms. Rounding differs from the direct sum by a few
-ulps (relative 1e-6 in float32; the tests hold it to the im2col result).
+ulps (relative 1e-6 in float32, 1e-15 in float64; tests/test_conv_winograd.py holds it to the loop reference).
 
-Work is cut in bands of tile rows of one image, each band's transformed input and GEMM outputs (16 x C x tiles and
-16 x O x tiles) small enough to stay in L2 between the transforms and the GEMMs, and the bands shared among the
-pool's workers as the im2col path shares its tiles. The fused epilogue (bias, BatchNorm, ReLU/ReLU6) runs on each
-band while it is still in cache.
+Work is cut in bands of tile rows of one image, or runs of whole small images, each band's transformed input and
+GEMM outputs (16 x C x tiles and 16 x O x tiles) small enough to stay in L2 between the transforms and the GEMMs,
+and the bands shared among the pool's workers as the im2col path shares its tiles. The fused epilogue (bias,
+BatchNorm, ReLU/ReLU6) runs on each band while it is still in cache.
 """
 
 import numpy as np

@@ -66,6 +66,49 @@ def test_winograd_input_gradient(small_shapes_take_winograd, monkeypatch, x_shap
     assert_close(got, want, np.float64)
 
 
+@pytest.mark.parametrize("band_tiles", [3, 64], ids=["row-bands", "image-runs"])
+@pytest.mark.parametrize("x_shape,pads", [((2, 5, 8, 8), (1, 1, 1, 1)), ((3, 4, 5, 7), (0, 0, 0, 0)),
+                                          ((2, 4, 7, 10), (2, 2, 2, 2)), ((1, 6, 8, 9), (0, 1, 2, 0))],
+                         ids=["same", "valid", "pad2", "uneven"])
+def test_winograd_weight_gradient(small_shapes_take_winograd, monkeypatch, band_tiles, x_shape, pads):
+    """The weight gradient through the transforms (dU = sum of DY @ V^T per band and worker, then G^T dU G) equals
+    the im2col one, in float64 to rounding and in float32 to float32's."""
+    monkeypatch.setattr(wino, "BAND_TILES", band_tiles)
+    rng = np.random.default_rng(8)
+    oh, ow = x_shape[2] + pads[0] + pads[1] - 2, x_shape[3] + pads[2] + pads[3] - 2
+    for dtype in (np.float64, np.float32):
+        x, gy = _rand(rng, x_shape, dtype), _rand(rng, (x_shape[0], 6, oh, ow), dtype)
+        got = conv_mod.conv2d_backward_weight(x, gy, (6, x_shape[1], 3, 3), (1, 1), pads, (1, 1), 1)
+        assert got.dtype == dtype and got.shape == (6, x_shape[1], 3, 3)
+        want = ref_weight_gradient(x, gy, pads)
+        assert_close(got, want, dtype)
+    assert small_shapes_take_winograd == []  # the weight gradient has its own entry, not the forward's
+
+
+def ref_weight_gradient(x, gy, pads):
+    """d sum(conv2d(x, w) * gy) / d w by the loop definition, in float64."""
+    x64 = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+    oh, ow = gy.shape[2], gy.shape[3]
+    gw = np.zeros((gy.shape[1], x.shape[1], 3, 3))
+    for i in range(3):
+        for j in range(3):
+            gw[:, :, i, j] = np.einsum("nohw,nchw->oc", gy.astype(np.float64), x64[:, :, i:i + oh, j:j + ow])
+    return gw
+
+
+def test_winograd_weight_gradient_with_nan_and_inf_takes_im2col(small_shapes_take_winograd):
+    rng = np.random.default_rng(9)
+    x, gy = _rand(rng, (2, 4, 8, 8), np.float32), _rand(rng, (2, 5, 8, 8), np.float32)
+    x[1, 2, 3, 3] = np.inf
+    gy[0, 1, 7, 7] = np.nan
+    got = conv_mod.conv2d_backward_weight(x, gy, (5, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    want = ref_weight_gradient(x, gy, (1, 1, 1, 1))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    fin = np.isfinite(want)
+    assert_close(got[fin], want[fin], np.float32)
+
+
 def test_winograd_fused_epilogue(small_shapes_take_winograd):
     rng = np.random.default_rng(4)
     x, w, b = _rand(rng, (2, 4, 9, 8), np.float64), _rand(rng, (5, 4, 3, 3), np.float64), _rand(rng, (5,), np.float64)

@@ -11,8 +11,8 @@ inference BatchNorm, ReLU/ReLU6) while its output is still in cache.
 
 Wide 3x3 stride-1 layers (ResNet's and VGG's body, at 20x20 outputs and more) run forward as Winograd
 F(2x2, 3x3) instead: 16 GEMMs with 4/9 of the multiply-adds, 1.4-1.75x faster than im2col on this machine
-(``conv_winograd``); so does their input gradient, a 3x3 correlation with the flipped kernel. The weight
-gradient stays im2col.
+(``conv_winograd``); so do their input gradient (a 3x3 correlation with the flipped kernel) and their weight
+gradient (the same transforms, differentiated).
 
 This module holds the contract and the tiling; the kernels live beside it: ``conv_columns`` (im2col/col2im),
 ``conv_epilogue``, ``conv_direct``, ``conv_winograd``. All functions take the resolved arguments described in
@@ -38,12 +38,14 @@ from .conv_direct import (
 )
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
+    _grad_transform,
     _input_transform,
     _output_transform,
     _pad_band,
     bands,
     transformed_weights,
     use_winograd,
+    weight_gradient,
 )
 from .threads import gemm, launch, num_workers, run_tiles
 
@@ -236,6 +238,38 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
     run_tiles(bands(y.shape[0], OH, OW), band, 2.0 * y.size * C * 9)
 
 
+def _winograd_weight_gradient(x, gy, pads):
+    """The 3x3 weight gradient through Winograd's transforms: per band the forward's input transform V and the
+    output gradient's A dy A^T, then dU[k] += DY[k] @ V[k]^T on each worker, summed, and G^T dU G at the end.
+    None when the input or gradient holds NaN or inf (the caller then takes im2col, as the forward does)."""
+    C, O, OH, OW = x.shape[1], gy.shape[1], gy.shape[2], gy.shape[3]
+    tw = -(-OW // 2)
+    finite = [True]
+
+    def band(t, dU):
+        n0, nb, i0, rows = t
+        T = nb * rows * tw
+        xb = _scratch.get("wino_x", nb * C * (2 * rows + 2) * (2 * tw + 2), x.dtype)
+        xb = xb.reshape(nb, C, 2 * rows + 2, 2 * tw + 2)
+        V = _scratch.get("wino_v", 16 * C * T, x.dtype).reshape(16, C, T)
+        DY = _scratch.get("wino_m", 16 * O * T, x.dtype).reshape(16, O, T)
+        tmp = _scratch.get("wino_du", 16 * O * C, x.dtype).reshape(16, O, C)
+        if not (_pad_band(x, n0, 2 * i0, pads[0], pads[2], xb) and _grad_transform(gy, n0, nb, i0, rows, tw, DY)):
+            finite[0] = False
+            return
+        _input_transform(xb, rows, tw, V)
+        dU += np.matmul(DY, V.transpose(0, 2, 1), out=tmp)
+
+    parts = run_tiles(bands(x.shape[0], OH, OW), band, 2.0 * gy.size * C * 9,
+                      lambda: np.zeros((16, O, C), x.dtype))
+    if not finite[0]:
+        return None
+    dU = parts[0]
+    for p in parts[1:]:
+        dU += p
+    return weight_gradient(dU, x.dtype)
+
+
 def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):
     N, C, H, W, O, Cg, KH, KW, OH, OW, Og = _geometry(x_shape, w.shape, stride, pads, dilation, groups, gy.shape)
     if gy.shape[:2] != (N, O):
@@ -316,6 +350,10 @@ def conv2d_backward_weight(x, gy, w_shape, stride, pads, dilation, groups):
         gw = np.zeros(w_shape, x.dtype)
         launch(_direct_backward_weight, gy.size * Cg * KH * KW, x, gy, gw, sh, sw, pt, pl, dh, dw, groups)
         return gw
+    if use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype):
+        gw = _winograd_weight_gradient(x, gy, pads)
+        if gw is not None:
+            return gw
     K, P = Cg * KH * KW, OH * OW
     pointwise = _is_pointwise(w_shape, stride, pads) and (OH, OW) == (H, W)
 

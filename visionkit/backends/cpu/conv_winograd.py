@@ -132,6 +132,52 @@ def _output_transform(M, y, n0, nb, i0, tiles_h, tw):
                             y[n0 + b, o, r + 1, q + 1] = u1 - u2 - u3
 
 
+@njit(nogil=True, cache=True)
+def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DY):
+    """DY[k, o, t] = (A dy A^T)[k // 4, k % 4] for dy the 2x2 output gradient of tile t = (image b, tile row i,
+    column j), zero past the output's edge; A = [[1, 0], [1, 1], [1, -1], [0, -1]]. The weight gradient's 16
+    matrices are then DY[k] @ V[k]^T (the forward's y = A^T (U * V) A, differentiated in U). Returns False when
+    a value is NaN or infinite (the caller then takes the im2col way)."""
+    O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    zero = gy.dtype.type(0)
+    bad = 0.0
+    for b in range(nb):
+        for o in range(O):
+            for i in range(tiles_h):
+                r = 2 * (i0 + i)
+                base = (b * tiles_h + i) * tw
+                for j in range(tw):
+                    q = 2 * j
+                    t = base + j
+                    g00 = gy[n0 + b, o, r, q]
+                    g01 = gy[n0 + b, o, r, q + 1] if q + 1 < OW else zero
+                    g10 = gy[n0 + b, o, r + 1, q] if r + 1 < OH else zero
+                    g11 = gy[n0 + b, o, r + 1, q + 1] if r + 1 < OH and q + 1 < OW else zero
+                    bad += (g00 - g00) + (g01 - g01) + (g10 - g10) + (g11 - g11)
+                    # A dy: rows (g0., g0. + g1., g0. - g1., -g1.); then each row (p, q) -> (p, p + q, p - q, -q)
+                    p0, q0 = g00, g01
+                    p1, q1 = g00 + g10, g01 + g11
+                    p2, q2 = g00 - g10, g01 - g11
+                    p3, q3 = -g10, -g11
+                    DY[0, o, t] = p0
+                    DY[1, o, t] = p0 + q0
+                    DY[2, o, t] = p0 - q0
+                    DY[3, o, t] = -q0
+                    DY[4, o, t] = p1
+                    DY[5, o, t] = p1 + q1
+                    DY[6, o, t] = p1 - q1
+                    DY[7, o, t] = -q1
+                    DY[8, o, t] = p2
+                    DY[9, o, t] = p2 + q2
+                    DY[10, o, t] = p2 - q2
+                    DY[11, o, t] = -q2
+                    DY[12, o, t] = p3
+                    DY[13, o, t] = p3 + q3
+                    DY[14, o, t] = p3 - q3
+                    DY[15, o, t] = -q3
+    return bad == 0.0
+
+
 # G of F(2x2, 3x3); G g G^T for every (o, c) at once is one GEMM with the Kronecker product G (x) G: row 4a + b,
 # column 3k + l holds G[a, k] G[b, l]
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -142,6 +188,13 @@ def transformed_weights(w):
     """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c]."""
     O, C = w.shape[0], w.shape[1]
     return np.matmul(_GG.astype(w.dtype), w.reshape(O * C, 9).T).reshape(16, O, C)
+
+
+def weight_gradient(dU, dtype):
+    """The (O, C, 3, 3) weight gradient G^T dU G from the summed (16, O, C) gradient of the transformed weights."""
+    O, C = dU.shape[1], dU.shape[2]
+    dg = np.matmul(_GG.T.astype(dU.dtype), dU.reshape(16, O * C))  # (9, O * C): row 3k + l
+    return np.ascontiguousarray(dg.reshape(3, 3, O, C).transpose(2, 3, 0, 1)).astype(dtype, copy=False)
 
 
 def bands(N, OH, OW):

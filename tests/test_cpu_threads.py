@@ -110,3 +110,42 @@ def test_malloc_tuning_applies_on_glibc_and_yields_to_the_user():
     assert _tuned_in_subprocess({})
     assert not _tuned_in_subprocess({"VISIONKIT_MALLOC": "default"})
     assert not _tuned_in_subprocess({"MALLOC_TRIM_THRESHOLD_": "1000000"})
+
+
+def test_run_tiles_states_are_fixed_contiguous_runs(monkeypatch):
+    """With make_state, each state sums a fixed contiguous run of tiles in order, and the states come back in run
+    order, however the threads are scheduled (random sleeps here): the sums cannot depend on timing."""
+    import random
+    import time
+
+    from visionkit.backends.cpu import threads
+
+    monkeypatch.setattr(threads, "PARALLEL_MIN_FLOPS", 0)
+    if threads.num_workers() < 2:
+        pytest.skip("one numba thread: run_tiles runs on the calling thread")
+    tiles = list(range(11))
+
+    def fn(t, seen):
+        time.sleep(random.random() * 0.003)
+        seen.append(t)
+
+    for _ in range(5):
+        states = threads.run_tiles(tiles, fn, 1.0, make_state=list)
+        w = len(states)
+        assert w == min(threads.num_workers(), len(tiles))
+        assert states == [tiles[i * 11 // w:(i + 1) * 11 // w] for i in range(w)]
+
+
+def test_conv_weight_gradient_is_bitwise_repeatable():
+    """The weight gradients (im2col and Winograd) sum per-worker partials: the same inputs give the same bits."""
+    from visionkit import ops
+
+    rng = np.random.default_rng(0)
+    for shape in [(8, 32, 28, 28), (8, 16, 11, 13)]:  # a Winograd 3x3 and an im2col 5x5
+        k = 3 if shape[2] == 28 else 5
+        x = rng.standard_normal(shape, dtype=np.float32)
+        w = rng.standard_normal((32, shape[1], k, k), dtype=np.float32)
+        gy = rng.standard_normal(ops.conv2d(x, w, padding=1).shape, dtype=np.float32)
+        first = ops.conv2d_backward(gy, x, w, padding=1)[1]
+        for _ in range(4):
+            np.testing.assert_array_equal(ops.conv2d_backward(gy, x, w, padding=1)[1], first)

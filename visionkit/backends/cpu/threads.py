@@ -102,8 +102,13 @@ class single_threaded_blas:
 
 
 def run_tiles(tiles, fn, flops, make_state=None):
-    """Call fn(tile, state) for every tile, the workers taking the next tile as they finish one; each worker owns
-    one state from make_state() (e.g. a gradient accumulator). Returns the states.
+    """Call fn(tile, state) for every tile on the pool. Returns the states.
+
+    Without make_state, the workers take the next tile as they finish one (tiles write disjoint outputs). With
+    it (e.g. a gradient accumulator per worker), the tiles are cut into one contiguous run per worker, each run
+    summed into its own state in tile order, and the states come back in run order: which thread ran which run
+    cannot change a bit of the result, so training is bitwise repeatable (a shared queue made each worker's sum
+    depend on timing, and two identical training runs differed from the first epoch).
 
     Small jobs, a single tile, and calls from inside a worker run on the calling thread.
     """
@@ -114,20 +119,31 @@ def run_tiles(tiles, fn, flops, make_state=None):
             for t in tiles:
                 fn(t, state)
         return [state]
-    queue = iter(tiles)
-    lock = threading.Lock()
+    if make_state is not None:
+        runs = [tiles[i * len(tiles) // workers:(i + 1) * len(tiles) // workers] for i in range(workers)]
 
-    def worker():
-        state = make_state() if make_state else None
-        while True:
-            with lock:
-                t = next(queue, None)
-            if t is None:
-                return state
-            fn(t, state)
+        def worker(run):
+            state = make_state()
+            for t in run:
+                fn(t, state)
+            return state
 
+        jobs = [(worker, run) for run in runs]
+    else:
+        queue = iter(tiles)
+        lock = threading.Lock()
+
+        def worker():
+            while True:
+                with lock:
+                    t = next(queue, None)
+                if t is None:
+                    return None
+                fn(t, None)
+
+        jobs = [(worker,)] * workers
     with single_threaded_blas():
-        futures = [_executor().submit(worker) for _ in range(workers)]
+        futures = [_executor().submit(*job) for job in jobs]
         wait(futures)  # all of them, even when one failed, before BLAS gets its threads back
     return [f.result() for f in futures]
 

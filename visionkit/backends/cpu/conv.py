@@ -208,6 +208,16 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     return y
 
 
+def _winograd_buffers(dtype, nb, C, O, rows, tw):
+    """A band's per-thread scratch: its padded input rows (nb, C, 2 rows + 2, 2 tw + 2), the transformed input
+    (16, C, tiles) and the 16 GEMMs' other side (16, O, tiles)."""
+    T = nb * rows * tw
+    xb = _scratch.get("wino_x", nb * C * (2 * rows + 2) * (2 * tw + 2), dtype).reshape(nb, C, 2 * rows + 2, -1)
+    V = _scratch.get("wino_v", 16 * C * T, dtype).reshape(16, C, T)
+    M = _scratch.get("wino_m", 16 * O * T, dtype).reshape(16, O, T)
+    return xb, V, M
+
+
 def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
     """The 3x3 forward as F(2x2, 3x3) Winograd (conv_winograd), band by band on the pool."""
     C, O, OH, OW = x.shape[1], w.shape[0], y.shape[2], y.shape[3]
@@ -216,11 +226,7 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
 
     def band(t, _):
         n0, nb, i0, rows = t
-        T = nb * rows * tw
-        xb = _scratch.get("wino_x", nb * C * (2 * rows + 2) * (2 * tw + 2), x.dtype)
-        xb = xb.reshape(nb, C, 2 * rows + 2, 2 * tw + 2)
-        V = _scratch.get("wino_v", 16 * C * T, x.dtype).reshape(16, C, T)
-        M = _scratch.get("wino_m", 16 * O * T, x.dtype).reshape(16, O, T)
+        xb, V, M = _winograd_buffers(x.dtype, nb, C, O, rows, tw)
         oh0, oh1 = 2 * i0, min(2 * (i0 + rows), OH)
         if _pad_band(x, n0, oh0, pads[0], pads[2], xb):
             _input_transform(xb, rows, tw, V)
@@ -248,11 +254,7 @@ def _winograd_weight_gradient(x, gy, pads):
 
     def band(t, dU):
         n0, nb, i0, rows = t
-        T = nb * rows * tw
-        xb = _scratch.get("wino_x", nb * C * (2 * rows + 2) * (2 * tw + 2), x.dtype)
-        xb = xb.reshape(nb, C, 2 * rows + 2, 2 * tw + 2)
-        V = _scratch.get("wino_v", 16 * C * T, x.dtype).reshape(16, C, T)
-        DY = _scratch.get("wino_m", 16 * O * T, x.dtype).reshape(16, O, T)
+        xb, V, DY = _winograd_buffers(x.dtype, nb, C, O, rows, tw)
         tmp = _scratch.get("wino_du", 16 * O * C, x.dtype).reshape(16, O, C)
         if not (_pad_band(x, n0, 2 * i0, pads[0], pads[2], xb) and _grad_transform(gy, n0, nb, i0, rows, tw, DY)):
             finite[0] = False

@@ -124,8 +124,8 @@ def test_winograd_fused_epilogue(small_shapes_take_winograd):
 
 
 def test_winograd_keeps_the_direct_nan_and_inf_pattern(small_shapes_take_winograd):
-    """A transform spreads one NaN over its whole tile, and inf - inf makes NaN: a band holding either is computed
-    the im2col way, so the output has NaN and inf exactly where the direct sum has them."""
+    """A transform spreads one NaN over its whole tile, and inf - inf makes NaN: an input holding either is
+    convolved the im2col way, so the output has NaN and inf exactly where the direct sum has them."""
     rng = np.random.default_rng(5)
     x, w = _rand(rng, (2, 4, 10, 10), np.float32), _rand(rng, (4, 4, 3, 3), np.float32)
     x[0, 1, 4, 5] = np.nan

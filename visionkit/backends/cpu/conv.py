@@ -157,8 +157,8 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
         if finish:
             launch(_finish_planes, y.size, y, ep, affine, act)
         return y
-    if use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype):
-        _winograd_forward(x, w, pads, y, ep, affine, act, finish)
+    if use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype) and \
+            _winograd_forward(x, w, pads, y, ep, affine, act, finish):
         return y
     K, P = Cg * KH * KW, OH * OW
     w2 = w.reshape(O, K)
@@ -219,29 +219,30 @@ def _winograd_buffers(dtype, nb, C, O, rows, tw):
 
 
 def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
-    """The 3x3 forward as F(2x2, 3x3) Winograd (conv_winograd), band by band on the pool."""
+    """The 3x3 forward as F(2x2, 3x3) Winograd (conv_winograd), band by band on the pool, into y. False when the
+    input holds NaN or inf: the transforms would spread it over whole tiles, so the caller then takes im2col,
+    which keeps PyTorch's pattern of them (as the weight gradient does)."""
     C, O, OH, OW = x.shape[1], w.shape[0], y.shape[2], y.shape[3]
     U = transformed_weights(w)
     tw = -(-OW // 2)
+    finite = [True]
 
     def band(t, _):
         n0, nb, i0, rows = t
         xb, V, M = _winograd_buffers(x.dtype, nb, C, O, rows, tw)
-        oh0, oh1 = 2 * i0, min(2 * (i0 + rows), OH)
-        if _pad_band(x, n0, oh0, pads[0], pads[2], xb):
-            _input_transform(xb, rows, tw, V)
-            np.matmul(U, V, out=M)
-            _output_transform(M, y, n0, nb, i0, rows, tw)
-        else:  # NaN or inf in the band's input: im2col keeps PyTorch's pattern of them
-            col = _scratch.get("col", 9 * C * (oh1 - oh0) * OW, x.dtype).reshape(9 * C, (oh1 - oh0) * OW)
-            for n in range(n0, n0 + nb):
-                _im2col_tile(x, n, 1, 0, C, 3, 3, 1, 1, pads[0], pads[2], 1, 1, oh0, oh1, OW, col)
-                np.matmul(w.reshape(O, 9 * C), col, out=y[n].reshape(O, OH * OW)[:, oh0 * OW:oh1 * OW])
+        if not _pad_band(x, n0, 2 * i0, pads[0], pads[2], xb):
+            finite[0] = False
+            return
+        _input_transform(xb, rows, tw, V)
+        np.matmul(U, V, out=M)
+        _output_transform(M, y, n0, nb, i0, rows, tw)
         if finish:  # while the band is still in cache
+            p0, p1 = 2 * i0 * OW, min(2 * (i0 + rows), OH) * OW
             for n in range(n0, n0 + nb):
-                _finish_band(y, n, 0, O, oh0 * OW, oh1 * OW, ep, affine, act)
+                _finish_band(y, n, 0, O, p0, p1, ep, affine, act)
 
     run_tiles(bands(y.shape[0], OH, OW), band, 2.0 * y.size * C * 9)
+    return finite[0]
 
 
 def _winograd_weight_gradient(x, gy, pads):

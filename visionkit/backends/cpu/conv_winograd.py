@@ -40,8 +40,8 @@ def use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, dtype):
 def _pad_band(x, n0, r0, pt, pl, xb):
     """xb[b, c, i, j] = x[n0 + b, c, r0 + i - pt, j - pl], zero outside x: a band's input rows with their padding,
     for each of its images. Returns False when a copied value is NaN or infinite: the transforms would spread it
-    over whole tiles (and inf - inf gives NaN), so such a band is computed the direct way to keep PyTorch's NaN
-    and inf pattern."""
+    over whole tiles (and inf - inf gives NaN), so the whole convolution is then computed the im2col way, which
+    keeps PyTorch's NaN and inf pattern."""
     H, W = x.shape[2], x.shape[3]
     nb, C, R, Wb = xb.shape
     bad = 0.0

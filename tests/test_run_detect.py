@@ -247,3 +247,135 @@ def test_the_shipped_digits_detector_finds_the_digits_with_few_spurious_boxes():
     task = DetectTask()
     r = evaluate_detector(lambda img: task.run(model, [img])[0].boxes, scenes)
     assert r["precision"] > 0.5 and r["recall"] > 0.7 and r["map50"] > 0.65, r
+
+
+# ---- the detect options on the command line override the model card's, False and off included ------------------
+MARKER_CARD = {"task": "detect", "class_names": ["background", "left", "right"],
+               "preprocessing": {"input_size": [8, 8], "channels": 1, "scale": 1 / 255},
+               "detect": {"min_size": 8, "max_size": 8, "iou": 0.3, "agnostic": True}}
+
+
+def marker_classifier():
+    """8x8 gray windows -> (background, left, right): a white pixel at the window's top-left corner is "left", one
+    at row 0, column 4 is "right" (logit 20 * pixel - 10). One white pixel on black is thus found by exactly two
+    windows, lone ones (p = 0.99995 each): "left" at the pixel, "right" 4 pixels to its left. The two boxes have
+    IoU 32 / 96 = 1/3 and the smaller holds half of the other: the card's class-agnostic NMS at IoU 0.3 keeps one."""
+    x = vk.Input((1, 8, 8))
+    model = vk.Model(x, L.Dense(3, activation="softmax", name="cls")(L.Flatten()(x)))
+    kernel = np.zeros((3, 64), np.float32)
+    kernel[1, 0] = kernel[2, 4] = 20
+    dense = model.get_layer("cls")
+    dense.kernel.value, dense.bias.value = kernel, np.array([0, -10, -10], np.float32)
+    model.metadata = dict(MARKER_CARD)
+    return model
+
+
+def marker_scene():
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[12, 12] = 255
+    return img
+
+
+@pytest.fixture
+def marker_files(plugin_set, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker_classifier().save("markers.vk", metadata=MARKER_CARD)
+    cv2.imwrite("scene.png", marker_scene())
+
+
+def _detect(*options, model="markers.vk"):
+    result = CliRunner().invoke(cli, ["run", "detect", "scene.png", "--model", model, "--json", *options])
+    assert result.exit_code == 0, result.output
+    boxes = json.loads(result.stdout)["results"][0].get("boxes", [])  # no boxes: no "boxes" key
+    return sorted((b["name"], b["x1"], b["y1"], round(b["score"], 3)) for b in boxes)
+
+
+def test_no_agnostic_nms_overrides_the_cards_agnostic(marker_files):
+    both = [("left", 12, 12, 1.0), ("right", 8, 12, 1.0)]
+    assert len(_detect()) == 1                              # the card: class-agnostic, the two boxes are one
+    assert len(_detect("--agnostic-nms")) == 1
+    assert _detect("--no-agnostic-nms") == both             # per class: the two classes do not suppress each other
+    assert _detect("--agnostic-nms", "--iou", "0.5") == both
+
+
+def test_votes_and_contain_on_the_command_line(marker_files):
+    # each box is one window: --votes N scales its 0.99995 by 1 - exp(-0.99995 / N), below conf 0.5 from N = 2
+    assert _detect("--no-agnostic-nms", "--votes", "1") == [("left", 12, 12, 0.632), ("right", 8, 12, 0.632)]
+    assert _detect("--no-agnostic-nms", "--votes", "2") == []
+    # IoU 1/3 passes NMS at 0.5; half of the smaller box lies in the other: --contain 0.4 drops it, 0.6 does not
+    assert len(_detect("--iou", "0.5", "--contain", "0.4")) == 1
+    assert len(_detect("--iou", "0.5", "--contain", "0.6")) == 2
+    assert len(_detect("--iou", "0.5", "--contain", "0.6", "--votes", "2")) == 0
+    # --votes 0 turns a card's votes off: the boxes keep their full scores
+    card_votes = dict(MARKER_CARD, detect=dict(MARKER_CARD["detect"], votes=3.0))
+    marker_classifier().save("voting.vk", metadata=card_votes)
+    assert _detect("--no-agnostic-nms", model="voting.vk") == []
+    assert [b[3] for b in _detect("--no-agnostic-nms", "--votes", "0", model="voting.vk")] == [1.0, 1.0]
+
+
+def test_the_detect_options_reach_the_detector_over_the_cards(marker_files, monkeypatch):
+    seen = []
+    detect = SlidingWindowDetector.detect
+
+    def spy(self, image, **options):
+        seen.append({k: options[k] for k in ("conf", "iou", "agnostic", "votes", "merge", "contain")})
+        return detect(self, image, **options)
+
+    monkeypatch.setattr(SlidingWindowDetector, "detect", spy)
+    card = dict(MARKER_CARD, detect=dict(MARKER_CARD["detect"], votes=3.0, merge=True, contain=0.4))
+    marker_classifier().save("grouped.vk", metadata=card)
+    args = ["run", "detect", "scene.png", "--model", "grouped.vk", "--json"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert seen.pop() == {"conf": 0.5, "iou": 0.3, "agnostic": True, "votes": 3.0, "merge": True, "contain": 0.4}
+    given = ["--no-agnostic-nms", "--votes", "2", "--no-merge", "--contain", "0"]
+    assert CliRunner().invoke(cli, args + given).exit_code == 0
+    assert seen.pop() == {"conf": 0.5, "iou": 0.3, "agnostic": False, "votes": 2, "merge": False, "contain": 0.0}
+    assert CliRunner().invoke(cli, ["run", "detect", "scene.png", "--model", "markers.vk", "--merge"]).exit_code == 0
+    assert seen.pop() == {"conf": 0.5, "iou": 0.3, "agnostic": True, "votes": 0.0, "merge": True, "contain": None}
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+@pytest.mark.parametrize("bad", [["--votes", "-1"], ["--votes", "1.5"], ["--contain", "1.5"], ["--contain", "-0.1"]])
+def test_bad_votes_and_contain_are_usage_errors(marker_files, command, bad):
+    args = {"run": ["run", "detect", "scene.png", "--model", "markers.vk"],
+            "eval": ["eval", "markers.vk", "--data", "digit-scenes"]}[command]
+    result = CliRunner().invoke(cli, args + bad)
+    assert result.exit_code == 2 and f"Invalid value for '{bad[0]}'" in result.stderr, result.output
+
+
+def test_mtcnn_ignores_the_sliding_window_options(tmp_path, monkeypatch):
+    """The default model is a cascade: it takes conf, min-size and the pyramid step; NMS, votes, merge and contain
+    are the sliding window's and do not reach it (nor break the run)."""
+    from visionkit.builtins import pretrained
+    from visionkit.detectors import mtcnn
+
+    calls = []
+    monkeypatch.setattr(mtcnn, "detect_faces", lambda bundle, image, **kw: calls.append(kw) or [])
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("blank.png", np.zeros((40, 40, 3), np.uint8))
+    with plugins.using_plugins(("tasks", builtin_tasks), ("pretrained", pretrained)):
+        result = CliRunner().invoke(cli, ["run", "detect", "blank.png", "--json", "--conf", "0.8", "--no-agnostic-nms",
+                                          "--votes", "2", "--merge", "--contain", "0.5", "--iou", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert calls == [{"factor": 0.709, "thresholds": (0.6, 0.7, 0.8)}]
+    assert "boxes" not in json.loads(result.stdout)["results"][0]
+
+
+def test_eval_passes_the_detect_options_over_the_cards(marker_files, monkeypatch):
+    from visionkit.commands import eval as eval_module
+    from visionkit.data.synthetic import DetectionDataset
+
+    truth = DetectionDataset([marker_scene()], [[[12, 12, 20, 20], [8, 12, 16, 20]]], [[1, 2]],
+                             MARKER_CARD["class_names"], "markers")
+    monkeypatch.setattr(eval_module, "read_data", lambda spec, split: truth)
+
+    def found(*options):
+        result = CliRunner().invoke(cli, ["eval", "markers.vk", "--data", "markers:", "--json", *options])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["detections"]
+
+    assert found() == 1                                     # the card's class-agnostic NMS
+    assert found("--no-agnostic-nms") == 2
+    assert found("--no-agnostic-nms", "--votes", "2") == 0
+    assert found("--iou", "0.5", "--contain", "0.4") == 1
+    assert found("--iou", "0.5", "--contain", "0.4", "--no-merge") == 1

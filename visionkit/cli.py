@@ -262,8 +262,9 @@ def _resolve_model(model_arg, task_spec):
 
 
 def _task_options(**given):
-    """The task options the user set (None: the task's own default)."""
-    return {k: v for k, v in given.items() if v is not None and v is not False}
+    """The task options the user set (None: the model card's default, else the task's). False is set, not unset:
+    --no-agnostic-nms and --no-merge override a card's true."""
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @cli.command(name="run")
@@ -276,7 +277,8 @@ def _task_options(**given):
 @click.option("--conf", type=click.FloatRange(0, 1), default=None,
               help="detect: minimum box score [0.5; mtcnn 0.7]; segment: binary threshold [0.5].")
 @click.option("--iou", type=click.FloatRange(0, 1), default=None, help="detect: NMS IoU threshold [0.45].")
-@click.option("--agnostic-nms", "agnostic", is_flag=True, help="detect: suppress boxes across classes.")
+@click.option("--agnostic-nms/--no-agnostic-nms", "agnostic", default=None,
+              help="detect: suppress boxes across classes [the card's; else off].")
 @click.option("--max-det", type=click.IntRange(min=1), default=None, help="detect: boxes per image [300].")
 @click.option("--min-size", type=click.FloatRange(min=1), default=None,
               help="detect: smallest object in pixels [the window; mtcnn 20].")
@@ -286,6 +288,15 @@ def _task_options(**given):
               help="detect: image pyramid step [0.709].")
 @click.option("--stride", type=click.IntRange(min=1), default=None,
               help="detect: pixels between windows [the network's own].")
+@click.option("--votes", type=click.IntRange(min=0), default=None,
+              help="detect, sliding window: weigh each box's score by the confident windows agreeing on it (about "
+                   "N of them keep 63% of it; 0: off) [the card's; else off].")
+@click.option("--merge/--no-merge", default=None,
+              help="detect, sliding window: move each kept box to the score-weighted mean of its windows [the "
+                   "card's; else off].")
+@click.option("--contain", type=click.FloatRange(0, 1), default=None,
+              help="detect, sliding window: also drop a box overlapping a better one by more than this fraction "
+                   "of the smaller box; 0: any overlap, 1: off [the card's; else off].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Save here instead of runs/<task>/<name>N.")
 @click.option("--save/--no-save", default=None, help="Save annotated images [save; no-save with --json].")
 @click.option("--save-txt", is_flag=True, help="Save YOLO-style labels/<image>.txt (segment: masks/<image>.png).")
@@ -305,7 +316,9 @@ def run_command(task_name, sources, model_arg, device, batch, out_dir, save, sav
 
     detect without --model finds faces with MTCNN; with a classifier model file it slides the classifier over an
     image pyramid (one fully-convolutional pass per level), then keeps the boxes above --conf after non-max
-    suppression.
+    suppression. A model card may set its own defaults for the detect options (the shipped digits-detector: conf
+    0.5, iou 0.3, agnostic, votes 3, merge, contain 0.4); an option given here overrides the card's. MTCNN ignores
+    those it has no use for (--iou, --agnostic-nms, --max-size, --stride, --votes, --merge, --contain).
     """
     try:
         _run(task_name, sources, model_arg, device, batch, out_dir, save, save_txt, save_conf, as_json, name,

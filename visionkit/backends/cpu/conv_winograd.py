@@ -133,22 +133,23 @@ def _output_transform(M, y, n0, nb, i0, tiles_h, tw):
 
 
 @njit(nogil=True, cache=True)
-def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DY):
-    """DY[k, o, t] = (A dy A^T)[k // 4, k % 4] for dy the 2x2 output gradient of tile t = (image b, tile row i,
+def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DYt):
+    """DYt[k, t, o] = (A dy A^T)[k // 4, k % 4] for dy the 2x2 output gradient of tile t = (image b, tile row i,
     column j), zero past the output's edge; A = [[1, 0], [1, 1], [1, -1], [0, -1]]. The weight gradient's 16
-    matrices are then DY[k] @ V[k]^T (the forward's y = A^T (U * V) A, differentiated in U). Returns False when
-    a value is NaN or infinite (the caller then takes the im2col way)."""
+    matrices are then (V[k] @ DYt[k])^T (the forward's y = A^T (U * V) A, differentiated in U): tiles by output
+    channels, so that BLAS multiplies plain, not transposed, matrices (0.22 against 0.36 ms per band of
+    1x64x56x56). Returns False when a value is NaN or infinite (the caller then takes the im2col way)."""
     O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     zero = gy.dtype.type(0)
     bad = 0.0
-    for b in range(nb):
-        for o in range(O):
-            for i in range(tiles_h):
-                r = 2 * (i0 + i)
-                base = (b * tiles_h + i) * tw
-                for j in range(tw):
-                    q = 2 * j
-                    t = base + j
+    for b in range(nb):  # channels innermost: each tile's 16 rows of DYt filled contiguously
+        for i in range(tiles_h):
+            r = 2 * (i0 + i)
+            base = (b * tiles_h + i) * tw
+            for j in range(tw):
+                q = 2 * j
+                t = base + j
+                for o in range(O):
                     g00 = gy[n0 + b, o, r, q]
                     g01 = gy[n0 + b, o, r, q + 1] if q + 1 < OW else zero
                     g10 = gy[n0 + b, o, r + 1, q] if r + 1 < OH else zero
@@ -159,22 +160,22 @@ def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DY):
                     p1, q1 = g00 + g10, g01 + g11
                     p2, q2 = g00 - g10, g01 - g11
                     p3, q3 = -g10, -g11
-                    DY[0, o, t] = p0
-                    DY[1, o, t] = p0 + q0
-                    DY[2, o, t] = p0 - q0
-                    DY[3, o, t] = -q0
-                    DY[4, o, t] = p1
-                    DY[5, o, t] = p1 + q1
-                    DY[6, o, t] = p1 - q1
-                    DY[7, o, t] = -q1
-                    DY[8, o, t] = p2
-                    DY[9, o, t] = p2 + q2
-                    DY[10, o, t] = p2 - q2
-                    DY[11, o, t] = -q2
-                    DY[12, o, t] = p3
-                    DY[13, o, t] = p3 + q3
-                    DY[14, o, t] = p3 - q3
-                    DY[15, o, t] = -q3
+                    DYt[0, t, o] = p0
+                    DYt[1, t, o] = p0 + q0
+                    DYt[2, t, o] = p0 - q0
+                    DYt[3, t, o] = -q0
+                    DYt[4, t, o] = p1
+                    DYt[5, t, o] = p1 + q1
+                    DYt[6, t, o] = p1 - q1
+                    DYt[7, t, o] = -q1
+                    DYt[8, t, o] = p2
+                    DYt[9, t, o] = p2 + q2
+                    DYt[10, t, o] = p2 - q2
+                    DYt[11, t, o] = -q2
+                    DYt[12, t, o] = p3
+                    DYt[13, t, o] = p3 + q3
+                    DYt[14, t, o] = p3 - q3
+                    DYt[15, t, o] = -q3
     return bad == 0.0
 
 

@@ -36,27 +36,36 @@ def use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, dtype):
         np.dtype(dtype) in (np.float32, np.float64)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
 def _pad_band(x, n0, r0, pt, pl, xb):
     """xb[b, c, i, j] = x[n0 + b, c, r0 + i - pt, j - pl], zero outside x: a band's input rows with their padding,
     for each of its images. Returns False when a copied value is NaN or infinite: the transforms would spread it
     over whole tiles (and inf - inf gives NaN), so the whole convolution is then computed the im2col way, which
-    keeps PyTorch's NaN and inf pattern."""
+    keeps PyTorch's pattern of NaN and inf. Each row is zeros, a plain copy and zeros, and the check sums v - v
+    in any order ("reassoc": NaN still wins), so both vectorise (a per-element branch and one serial sum made
+    this copy 46 us per band of 1x64x56x56)."""
     H, W = x.shape[2], x.shape[3]
     nb, C, R, Wb = xb.shape
+    left = min(pl, Wb)
+    count = max(0, min(W, Wb - pl))
     bad = 0.0
     for b in range(nb):
         for c in range(C):
             for i in range(R):
+                dst = xb[b, c, i]
                 r = r0 + i - pt
                 if r < 0 or r >= H:
-                    xb[b, c, i, :] = 0
+                    dst[:] = 0
                     continue
-                for j in range(Wb):
-                    q = j - pl
-                    v = x[n0 + b, c, r, q] if 0 <= q < W else x.dtype.type(0)
-                    xb[b, c, i, j] = v
+                src = x[n0 + b, c, r]
+                for j in range(left):
+                    dst[j] = 0
+                for q in range(count):
+                    v = src[q]
+                    dst[pl + q] = v
                     bad += v - v  # 0 for every finite value, NaN once any is not
+                for j in range(pl + count, Wb):
+                    dst[j] = 0
     return bad == 0.0
 
 

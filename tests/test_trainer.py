@@ -181,6 +181,13 @@ def test_segmentation_masks_train_with_the_pixel_loss(tmp_path):
     assert vk.load_model(tmp_path / "seg.vk").metadata["task"] == "segment"
     with pytest.raises(ValueError, match="moves pixels"):
         Trainer(model, progress=False).fit(data, epochs=1, augment=Augment("flip"))
+    # evaluate streams masks batch by batch: the same loss and pixel accuracy as the whole set scored at once
+    ev = trainer.evaluate(data, batch_size=24)
+    logits = model.predict(images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    assert ev["loss"] == pytest.approx(trainer.loss(logits, masks), rel=1e-6)  # (x / 255 here, x * (1 / 255) there)
+    keep = masks != 255
+    assert ev["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1)[keep] == masks[keep]), rel=1e-12)
+    assert ev["scores"] is None and ev["pred"].shape == (64, 16, 16) and ev["pred"].dtype == np.uint8
 
 
 def test_labels_with_box_targets_train_a_two_headed_window_detector(tmp_path):

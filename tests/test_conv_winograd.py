@@ -8,15 +8,20 @@ import reference as ref
 from gradcheck import assert_close
 
 from visionkit import ops
+from visionkit.backends.cpu import blas
 from visionkit.backends.cpu import conv as conv_mod
 from visionkit.backends.cpu import conv_winograd as wino
 from visionkit.backends.cpu import threads as threads_mod
 
 
-@pytest.fixture
-def small_shapes_take_winograd(monkeypatch):
-    """Small shapes through the Winograd path, cut into bands of 3 tiles, the bands on pool threads (4+ input
-    channels: fewer than 32 terms per output would go to the direct kernel first)."""
+@pytest.fixture(params=["kernel-blas", "python-pool"])
+def small_shapes_take_winograd(monkeypatch, request):
+    """Small shapes through the Winograd path, cut into bands of 3 tiles, the bands on several threads (4+ input
+    channels: fewer than 32 terms per output would go to the direct kernel first). Both ways of running the
+    bands: one Numba kernel calling BLAS itself (where numpy's BLAS allows it), and the Python pool."""
+    if request.param == "kernel-blas" and not blas.AVAILABLE:
+        pytest.skip("numpy's BLAS has no scipy-openblas ILP64 GEMM symbols: the Python pool runs the bands")
+    monkeypatch.setattr(blas, "AVAILABLE", request.param == "kernel-blas")
     monkeypatch.setattr(wino, "MIN_OUTPUT_PIXELS", 1)
     monkeypatch.setattr(wino, "MIN_CHANNELS", 1)
     monkeypatch.setattr(wino, "BAND_TILES", 3)
@@ -164,3 +169,14 @@ def test_which_convolutions_take_winograd():
     assert not take(1, 64, 64, 3, 3, 56, 56, (1, 1), (1, 1), 2, np.float32)
     assert not take(1, 3, 64, 3, 3, 56, 56, (1, 1), (1, 1), 1, np.float32)
     assert not take(1, 64, 64, 5, 5, 56, 56, (1, 1), (1, 1), 1, np.float32)
+
+
+def test_the_weight_gradient_is_bitwise_repeatable(small_shapes_take_winograd):
+    """Each worker sums a fixed run of bands in order, and the runs are added in order: the same call gives the
+    same bits every time, whichever thread ran which run (training repeats bit for bit)."""
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (2, 6, 10, 9), np.float32), _rand(rng, (5, 6, 3, 3), np.float32)
+    gy = _rand(rng, (2, 5, 10, 9), np.float32)
+    first = ops.conv2d_backward(gy, x, w, None, padding=1)[1]
+    for _ in range(5):
+        np.testing.assert_array_equal(ops.conv2d_backward(gy, x, w, None, padding=1)[1], first)

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from .. import conv_output_size
-from . import threads
+from . import blas, threads
 from .conv_columns import _col2im_pitch_tile, _col2im_tile, _im2col_pitch_tile, _im2col_tile, _pitch_rows
 from .conv_direct import (
     _at_pitch,
@@ -39,10 +39,12 @@ from .conv_direct import (
 )
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
+    _forward_runs,
     _grad_transform,
     _input_transform,
     _output_transform,
     _pad_band,
+    _weight_gradient_runs,
     bands,
     transformed_weights,
     use_winograd,
@@ -241,6 +243,15 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
     C, O, OH, OW = x.shape[1], w.shape[0], y.shape[2], y.shape[3]
     U = transformed_weights(w)
     tw = -(-OW // 2)
+    flops = 2.0 * y.size * C * 9
+    if blas.AVAILABLE:
+        tiles, runs, band_list, XB, VB, count = _winograd_runs(x, bands(y.shape[0], OH, OW), tw, flops)
+        MB = _by_k_runs("wino_m", count, O, VB.shape[3], x.dtype)
+        ok = np.ones(len(tiles), np.bool_)
+        with threads.single_threaded_blas():
+            launch(_forward_runs, flops if count > 1 else 0, x, U, pads[0], pads[2], y, band_list, runs, tw, XB,
+                   VB, MB, ep, affine, act, finish, ok)
+        return bool(ok.all())
     finite = [True]
 
     def band(t, _):
@@ -257,8 +268,32 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
             for n in range(n0, n0 + nb):
                 _finish_band(y, n, 0, O, p0, p1, ep, affine, act)
 
-    run_tiles(bands(y.shape[0], OH, OW), band, 2.0 * y.size * C * 9)
+    run_tiles(bands(y.shape[0], OH, OW), band, flops)
     return finite[0]
+
+
+def _by_k_runs(name, count, rows, cols, dtype):
+    """Scratch for ``count`` runs, each 16 (rows, cols) matrices _K_GAP elements further apart than packed (as
+    ``_by_k``): a (count, 16, rows, cols) strided view."""
+    stride = rows * cols + _K_GAP
+    buf = _scratch.get(name, count * 16 * stride, dtype)
+    item = buf.itemsize
+    return np.lib.stride_tricks.as_strided(buf, (count, 16, rows, cols), (16 * stride * item, stride * item,
+                                                                           cols * item, item))
+
+
+def _winograd_runs(x, tiles, tw, flops):
+    """For the one-kernel Winograd paths (blas.AVAILABLE): the bands cut into one contiguous run per worker (one
+    run for small jobs), and each run's padded-input and transformed-input buffers, sized for its largest band."""
+    count = min(num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1, len(tiles))
+    runs = np.array([i * len(tiles) // count for i in range(count + 1)], np.int64)
+    band_list = np.array(tiles, np.int64)
+    C = x.shape[1]
+    nb, rows = int(band_list[:, 1].max()), int(band_list[:, 3].max())
+    T = int((band_list[:, 1] * band_list[:, 3]).max()) * tw
+    XB = _scratch.get("wino_x", count * nb * C * (2 * rows + 2) * (2 * tw + 2), x.dtype).reshape(
+        count, nb, C, 2 * rows + 2, 2 * tw + 2)
+    return tiles, runs, band_list, XB, _by_k_runs("wino_v", count, C, T, x.dtype), count
 
 
 def _winograd_weight_gradient(x, gy, pads):
@@ -268,6 +303,21 @@ def _winograd_weight_gradient(x, gy, pads):
     the forward does)."""
     C, O, OH, OW = x.shape[1], gy.shape[1], gy.shape[2], gy.shape[3]
     tw = -(-OW // 2)
+    flops = 2.0 * gy.size * C * 9
+    if blas.AVAILABLE:
+        tiles, runs, band_list, XB, VB, count = _winograd_runs(x, bands(x.shape[0], OH, OW), tw, flops)
+        DB = _by_k_runs("wino_m", count, VB.shape[3], O, x.dtype)
+        acc = np.zeros((count, 16, C, O), x.dtype)
+        ok = np.ones(len(tiles), np.bool_)
+        with threads.single_threaded_blas():
+            launch(_weight_gradient_runs, flops if count > 1 else 0, x, gy, pads[0], pads[2], band_list, runs, tw,
+                   XB, VB, DB, acc, ok)
+        if not ok.all():
+            return None
+        dUt = acc[0]
+        for r in range(1, count):
+            dUt += acc[r]
+        return weight_gradient(dUt.transpose(0, 2, 1), x.dtype)
     finite = [True]
 
     def band(t, dUt):
@@ -281,8 +331,7 @@ def _winograd_weight_gradient(x, gy, pads):
         _input_transform(xb, rows, tw, V)
         dUt += np.matmul(V, DYt, out=tmp)
 
-    parts = run_tiles(bands(x.shape[0], OH, OW), band, 2.0 * gy.size * C * 9,
-                      lambda: np.zeros((16, C, O), x.dtype))
+    parts = run_tiles(bands(x.shape[0], OH, OW), band, flops, lambda: np.zeros((16, C, O), x.dtype))
     if not finite[0]:
         return None
     dUt = parts[0]

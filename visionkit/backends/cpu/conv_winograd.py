@@ -9,15 +9,19 @@ multiply-adds of im2col's single GEMM, plus two cheap transforms. Rounding diffe
 ulps (relative 1e-6 in float32, 1e-15 in float64; tests/test_conv_winograd.py holds it to the loop reference).
 
 Work is cut in bands of tile rows of one image, or runs of whole small images, each band's transformed input and
-GEMM outputs (16 x C x tiles and 16 x O x tiles) small enough to stay in L2 between the transforms and the GEMMs,
-and the bands shared among the pool's workers as the im2col path shares its tiles. The fused epilogue (bias,
-BatchNorm, ReLU/ReLU6) runs on each band while it is still in cache.
+GEMM outputs (16 x C x tiles and 16 x O x tiles) small enough to stay in L2 between the transforms and the GEMMs.
+The fused epilogue (bias, BatchNorm, ReLU/ReLU6) runs on each band while it is still in cache. Where numpy's BLAS
+can be called from Numba (``blas.AVAILABLE``), one ``prange`` kernel runs whole runs of bands, GEMMs included, on
+Numba's threads (``_forward_runs``, ``_weight_gradient_runs``); elsewhere the bands go to the Python pool as the
+im2col path's tiles do.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .threads import num_workers
+from .blas import gemm
+from .conv_epilogue import _finish_band
+from .threads import num_workers, single_threaded_blas
 
 # tiles (2x2 output blocks) per band: measured on the 2-core machine, 256 beat 128 and 512 on both benchmark
 # shapes (1x64x56x56 and 32x32x28x28 -> 64)
@@ -195,15 +199,19 @@ _GG = np.kron(_G, _G)
 
 
 def transformed_weights(w):
-    """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c]."""
+    """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c]. BLAS held to one
+    thread: OpenBLAS ran this small GEMM on two, and its woken worker then spun for ~0.1 s on the core the
+    convolution's bands needed (a 1x64x56x56 forward called op by op took 1.95 ms instead of 1.03)."""
     O, C = w.shape[0], w.shape[1]
-    return np.matmul(_GG.astype(w.dtype), w.reshape(O * C, 9).T).reshape(16, O, C)
+    with single_threaded_blas():
+        return np.matmul(_GG.astype(w.dtype), w.reshape(O * C, 9).T).reshape(16, O, C)
 
 
 def weight_gradient(dU, dtype):
     """The (O, C, 3, 3) weight gradient G^T dU G from the summed (16, O, C) gradient of the transformed weights."""
     O, C = dU.shape[1], dU.shape[2]
-    dg = np.matmul(_GG.T.astype(dU.dtype), dU.reshape(16, O * C))  # (9, O * C): row 3k + l
+    with single_threaded_blas():  # (as transformed_weights)
+        dg = np.matmul(_GG.T.astype(dU.dtype), dU.reshape(16, O * C))  # (9, O * C): row 3k + l
     return np.ascontiguousarray(dg.reshape(3, 3, O, C).transpose(2, 3, 0, 1)).astype(dtype, copy=False)
 
 
@@ -221,3 +229,53 @@ def bands(N, OH, OW):
         count += workers - count % workers
     rows = -(-th // count)  # and bands of equal height (28 tile rows in 4 bands: 7 each, not 9, 9, 9, 1)
     return [(n, 1, i0, min(rows, th - i0)) for n in range(N) for i0 in range(0, th, rows)]
+
+
+# ---- whole convolutions in one parallel kernel, GEMMs included (when blas.AVAILABLE) -----------------------------
+
+
+@njit(parallel=True, cache=True)
+def _forward_runs(x, U, pt, pl, y, band_list, runs, tw, XB, VB, MB, ep, affine, act, finish, ok):
+    """The banded forward on Numba's threads: run r (bands runs[r] to runs[r + 1] - 1) on its own buffers XB[r],
+    VB[r], MB[r]; each band padded, transformed, multiplied (16 GEMMs), transformed back and finished into y.
+    ok[band] False: the band held NaN or inf and was left undone (the caller takes im2col)."""
+    O = U.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for r in prange(runs.shape[0] - 1):
+        for bi in range(runs[r], runs[r + 1]):
+            n0, nb, i0, rows = band_list[bi, 0], band_list[bi, 1], band_list[bi, 2], band_list[bi, 3]
+            T = nb * rows * tw
+            xb = XB[r, :nb, :, :2 * rows + 2, :]
+            V = VB[r, :, :, :T]
+            M = MB[r, :, :, :T]
+            if not _pad_band(x, n0, 2 * i0, pt, pl, xb):
+                ok[bi] = False
+                continue
+            _input_transform(xb, rows, tw, V)
+            for k in range(16):
+                gemm(U[k], V[k], M[k], 0.0)
+            _output_transform(M, y, n0, nb, i0, rows, tw)
+            if finish:
+                p0, p1 = 2 * i0 * OW, min(2 * (i0 + rows), OH) * OW
+                for n in range(n0, n0 + nb):
+                    _finish_band(y, n, 0, O, p0, p1, ep, affine, act)
+
+
+@njit(parallel=True, cache=True)
+def _weight_gradient_runs(x, gy, pt, pl, band_list, runs, tw, XB, VB, DB, acc, ok):
+    """The banded weight gradient on Numba's threads: run r sums V[k] @ DYt[k] of its bands, in band order, into
+    acc[r] (16, C, O) (BLAS accumulating with beta = 1), so the result does not depend on which thread ran which
+    run. ok[band] False: NaN or inf in the band."""
+    for r in prange(runs.shape[0] - 1):
+        for bi in range(runs[r], runs[r + 1]):
+            n0, nb, i0, rows = band_list[bi, 0], band_list[bi, 1], band_list[bi, 2], band_list[bi, 3]
+            T = nb * rows * tw
+            xb = XB[r, :nb, :, :2 * rows + 2, :]
+            V = VB[r, :, :, :T]
+            DYt = DB[r, :, :T, :]
+            if not (_pad_band(x, n0, 2 * i0, pt, pl, xb) and _grad_transform(gy, n0, nb, i0, rows, tw, DYt)):
+                ok[bi] = False
+                continue
+            _input_transform(xb, rows, tw, V)
+            for k in range(16):
+                gemm(V[k], DYt[k], acc[r, k], 1.0)

@@ -1,0 +1,34 @@
+"""GEMM called from inside Numba kernels (visionkit/backends/cpu/blas.py): numpy's own OpenBLAS, by symbol."""
+
+import numpy as np
+import pytest
+
+from visionkit.backends.cpu import blas
+
+pytestmark = pytest.mark.skipif(not blas.AVAILABLE, reason="numpy's BLAS has no scipy-openblas ILP64 GEMM symbols")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 3, 5), (64, 70, 100), (16, 196, 64)])
+def test_gemm_matches_numpy(dtype, m, k, n):
+    rng = np.random.default_rng(m * 100 + n)
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    c = np.full((m, n), np.nan, dtype)  # beta 0: whatever c held is ignored, NaN included
+    blas.gemm(a, b, c, 0.0)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def test_gemm_takes_row_strided_views_and_accumulates():
+    """The Winograd kernels pass matrices that are views into wider buffers (rows contiguous, any row stride),
+    and the weight gradient sums its bands with beta = 1."""
+    rng = np.random.default_rng(0)
+    big_a, big_b = rng.standard_normal((20, 30)), rng.standard_normal((40, 50))
+    big_c = rng.standard_normal((25, 60))
+    before = big_c.copy()
+    a, b, c = big_a[2:12, 3:20], big_b[5:22, 1:41], big_c[4:14, 10:50]
+    want = a @ b + c
+    blas.gemm(a, b, c, 1.0)
+    np.testing.assert_allclose(big_c[4:14, 10:50], want, rtol=1e-12)
+    outside = np.ones(big_c.shape, bool)
+    outside[4:14, 10:50] = False
+    np.testing.assert_array_equal(big_c[outside], before[outside])  # the rest of the buffer is left alone

@@ -488,3 +488,32 @@ def test_conv2d_backward_nan_stays_local(kw):
     np.testing.assert_array_equal(np.isnan(gw), np.isnan(expected), err_msg="NaN pattern of the weight gradient")
     assert_close(gw, expected)
     assert not np.isnan(gx[1]).any(), "a NaN in image 0 leaked into image 1's input gradient"
+
+
+@pytest.mark.parametrize("n,c,o,h,w,chunk_bytes", [
+    (1, 24, 40, 7, 7, 1 << 20),     # one block of pixels, so the output channels are split between the threads
+    (2, 16, 24, 9, 11, 64 * 40 * 4),  # several blocks per image, the last one short
+    (3, 5, 3, 4, 4, 1 << 20),       # fewer output channels than a split would need
+])
+@pytest.mark.parametrize("activation", [None, "relu6"])
+def test_pointwise_conv_in_one_kernel(monkeypatch, n, c, o, h, w, chunk_bytes, activation):
+    """1x1 convs run as one Numba kernel calling BLAS per block of pixels (where numpy's BLAS allows it): the
+    reference's result, with the fused BatchNorm and activation, whatever the blocks and channel splits."""
+    from visionkit.backends.cpu import blas
+    from visionkit.backends.cpu import conv as conv_mod
+    from visionkit.backends.cpu import threads as threads_mod
+
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's BLAS has no scipy-openblas ILP64 GEMM symbols")
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv_mod, "POINTWISE_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(n * 7 + c)
+    x, wt, b = _rand(rng, (n, c, h, w)), _rand(rng, (o, c, 1, 1)), _rand(rng, (o,))
+    mean, var = _rand(rng, (o,)), np.abs(_rand(rng, (o,))) + 0.1
+    gamma, beta = _rand(rng, (o,)) * 3, _rand(rng, (o,))
+    assert_close(ops.conv2d(x, wt, b), ref.conv2d(x, wt, b))
+    got = ops.conv2d_bn_act(x, wt, b, bn=(mean, var, gamma, beta, 1e-3), activation=activation)
+    want = ops.batch_norm(ops.conv2d(x, wt, b), mean, var, gamma, beta, training=False, eps=1e-3)
+    if activation:
+        want = ops.activation(want, activation)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)

@@ -36,6 +36,7 @@ from .conv_direct import (
     _flat_backward_weight,
     _flat_forward,
     _pad_input,
+    _pointwise_runs,
 )
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
@@ -167,6 +168,9 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     if use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype) and \
             _winograd_forward(x, w, pads, y, ep, affine, act, finish):
         return y
+    if blas.AVAILABLE and groups == 1 and _is_pointwise(w.shape, stride, pads):
+        _pointwise_forward(np.ascontiguousarray(x), w, y, ep, affine, act, finish)
+        return y
     K, P = Cg * KH * KW, OH * OW
     w2 = w.reshape(O, K)
     pointwise = _is_pointwise(w.shape, stride, pads)
@@ -213,6 +217,25 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     else:
         run_tiles(tiles, tile, flops)
     return y
+
+
+# pixels per work item of the one-kernel 1x1 conv: its columns and outputs ((C + O) x this) stay in L2
+POINTWISE_CHUNK_BYTES = 512 << 10
+
+
+def _pointwise_forward(x, w, y, ep, affine, act, finish):
+    """A 1x1 conv as one Numba kernel calling BLAS per block of pixels (conv_direct._pointwise_runs): MobileNet's
+    expansions and projections, each a short GEMM whose Python-pool hand-offs cost as much as its arithmetic."""
+    N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    P = x.shape[2] * x.shape[3]
+    chunk = min(P, max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
+    flops = 2.0 * N * O * C * P
+    workers = num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1
+    items = N * -(-P // chunk)
+    osplit = workers if items < workers and O >= 8 * workers else 1
+    with threads.single_threaded_blas():
+        launch(_pointwise_runs, flops if workers > 1 else 0, x, w.reshape(O, C), y, chunk, osplit, ep, affine,
+               act, finish)
 
 
 # extra elements between the 16 matrices of V and M: the transforms write (and read) all 16 at once, and when the

@@ -517,3 +517,29 @@ def test_pointwise_conv_in_one_kernel(monkeypatch, n, c, o, h, w, chunk_bytes, a
     if activation:
         want = ops.activation(want, activation)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["wide_s1", "wide_s1_nobias_n1", "wide_s2_dil2", "wide_same_even_s2",
+                                  "few_terms_many_filters_s2"])
+@pytest.mark.parametrize("activation", [None, "relu6"])
+def test_single_image_im2col_in_one_kernel(monkeypatch, name, activation):
+    """One small image is one tile: its im2col is shared by the threads (by input channels), then its GEMM (by
+    output channels), in one Numba kernel calling BLAS (where numpy's BLAS allows it)."""
+    from visionkit.backends.cpu import blas
+    from visionkit.backends.cpu import threads as threads_mod
+
+    if not blas.AVAILABLE:
+        pytest.skip("numpy's BLAS has no scipy-openblas ILP64 GEMM symbols")
+    monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    x = x[:1]
+    assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw))
+    rng = np.random.default_rng(11)
+    O = w.shape[0]
+    mean, var = _rand(rng, (O,)), np.abs(_rand(rng, (O,))) + 0.1
+    gamma, beta = _rand(rng, (O,)) * 3, _rand(rng, (O,))
+    got = ops.conv2d_bn_act(x, w, b, **kw, bn=(mean, var, gamma, beta, 1e-3), activation=activation)
+    want = ops.batch_norm(ops.conv2d(x, w, b, **kw), mean, var, gamma, beta, training=False, eps=1e-3)
+    if activation:
+        want = ops.activation(want, activation)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)

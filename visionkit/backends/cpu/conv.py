@@ -35,6 +35,7 @@ from .conv_direct import (
     _flat_backward_input,
     _flat_backward_weight,
     _flat_forward,
+    _im2col_image_runs,
     _pad_input,
     _pointwise_runs,
 )
@@ -181,6 +182,13 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     # fewer tiles than workers (one small image: ResNet's 14x14 and 7x7 stages at batch 1): the tiles run one
     # after another and each GEMM is cut across the workers by output channels instead
     matmul = gemm if len(tiles) < num_workers() and flops >= threads.PARALLEL_MIN_FLOPS else np.matmul
+    if matmul is gemm and blas.AVAILABLE and groups == 1:  # the same, as one Numba kernel calling BLAS
+        col = _scratch.get("col", K * P, x.dtype).reshape(K, P)
+        with threads.single_threaded_blas():
+            for n in range(N):
+                launch(_im2col_image_runs, flops, x, n, w2, y, KH, KW, sh, sw, pt, pl, dh, dw, col, num_workers(),
+                       ep, affine, act, finish)
+        return y
 
     def tile(t, _):
         n0, nb, oh0, oh1 = t

@@ -5,7 +5,7 @@ depthwise convs): ``_flat_*`` for stride 1 on a padded input at its row pitch (o
 import numpy as np
 from numba import njit, prange
 
-from .conv_columns import _valid_cols
+from .conv_columns import _im2col_tile, _valid_cols
 from .blas import gemm
 from .conv_epilogue import _store, _store_inplace
 
@@ -254,3 +254,31 @@ def _pointwise_runs(x, w2, y, chunk, osplit, ep, affine, act, finish):
         if finish:
             for o in range(o0, o1):
                 _store_inplace(yf[n, o, c0:c1], ep, o, affine, act)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_image_runs(x, n, w2, y, KH, KW, sh, sw, pt, pl, dh, dw, col, parts, ep, affine, act, finish):
+    """One image's ungrouped im2col conv on Numba's threads, BLAS called from the kernel: its columns built by
+    ``parts`` threads (input channels shared), then its GEMM cut by output channels into ``parts`` blocks, each
+    finished while in cache. For single small images (ResNet's 14x14 and 7x7 stages, strided convs at batch 1),
+    whose one tile would otherwise run its im2col on one thread and its GEMM through the Python pool."""
+    C = x.shape[1]
+    O = w2.shape[0]
+    OH, OW = y.shape[2], y.shape[3]
+    taps = KH * KW
+    cpart = (C + parts - 1) // parts
+    for p in prange(parts):
+        c0 = p * cpart
+        c1 = min(C, c0 + cpart)
+        if c0 < c1:
+            _im2col_tile(x, n, 1, c0, c1 - c0, KH, KW, sh, sw, pt, pl, dh, dw, 0, OH, OW, col[c0 * taps:c1 * taps])
+    yf = y[n].reshape(O, OH * OW)
+    opart = (O + parts - 1) // parts
+    for p in prange(parts):
+        o0 = p * opart
+        o1 = min(O, o0 + opart)
+        if o0 < o1:
+            gemm(w2[o0:o1], col, yf[o0:o1], 0.0)
+            if finish:
+                for o in range(o0, o1):
+                    _store_inplace(yf[o], ep, o, affine, act)

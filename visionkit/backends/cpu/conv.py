@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import conv_output_size
 from . import blas, threads
+from .conv_blas import _im2col_image_runs, _pointwise_runs
 from .conv_columns import _col2im_pitch_tile, _col2im_tile, _im2col_pitch_tile, _im2col_tile, _pitch_rows
 from .conv_direct import (
     _at_pitch,
@@ -35,9 +36,7 @@ from .conv_direct import (
     _flat_backward_input,
     _flat_backward_weight,
     _flat_forward,
-    _im2col_image_runs,
     _pad_input,
-    _pointwise_runs,
 )
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
@@ -232,7 +231,7 @@ POINTWISE_CHUNK_BYTES = 512 << 10
 
 
 def _pointwise_forward(x, w, y, ep, affine, act, finish):
-    """A 1x1 conv as one Numba kernel calling BLAS per block of pixels (conv_direct._pointwise_runs): MobileNet's
+    """A 1x1 conv as one Numba kernel calling BLAS per block of pixels (conv_blas._pointwise_runs): MobileNet's
     expansions and projections, each a short GEMM whose Python-pool hand-offs cost as much as its arithmetic."""
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
     P = x.shape[2] * x.shape[3]

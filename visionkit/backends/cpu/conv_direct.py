@@ -5,9 +5,8 @@ depthwise convs): ``_flat_*`` for stride 1 on a padded input at its row pitch (o
 import numpy as np
 from numba import njit, prange
 
-from .conv_columns import _im2col_tile, _valid_cols
-from .blas import gemm
-from .conv_epilogue import _store, _store_inplace
+from .conv_columns import _valid_cols
+from .conv_epilogue import _store
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -226,59 +225,3 @@ def _dw3x3_forward(xp, w, y, sh, sw, dh, dw, ep, affine, act):
                           + w10 * r1[p] + w11 * r1[p + dw] + w12 * r1[p + 2 * dw]
                           + w20 * r2[p] + w21 * r2[p + dw] + w22 * r2[p + 2 * dw])
             _store(y[n, o, oh], row, ep, o, affine, act)
-
-
-@njit(parallel=True, cache=True)
-def _pointwise_runs(x, w2, y, chunk, osplit, ep, affine, act, finish):
-    """A 1x1, stride-1, unpadded, ungrouped conv on Numba's threads, BLAS called from the kernel (blas.gemm): each
-    work item multiplies the (O / osplit, C) weights by one image's columns c0:c1 (pixels) and finishes that
-    output block (bias, BatchNorm, ReLU/ReLU6) while it is in cache. Items: images x column chunks x output-channel
-    parts (osplit > 1 when there are fewer chunks than threads, as in MobileNet's 7x7 layers at batch 1)."""
-    N, C = x.shape[0], x.shape[1]
-    O = w2.shape[0]
-    P = x.shape[2] * x.shape[3]
-    xf = x.reshape(N, C, P)
-    yf = y.reshape(N, O, P)
-    nch = (P + chunk - 1) // chunk
-    part = (O + osplit - 1) // osplit
-    for t in prange(N * nch * osplit):
-        n = t // (nch * osplit)
-        rest = t - n * nch * osplit
-        c0 = (rest // osplit) * chunk
-        c1 = min(P, c0 + chunk)
-        o0 = (rest % osplit) * part
-        o1 = min(O, o0 + part)
-        if o0 >= o1:
-            continue
-        gemm(w2[o0:o1], xf[n, :, c0:c1], yf[n, o0:o1, c0:c1], 0.0)
-        if finish:
-            for o in range(o0, o1):
-                _store_inplace(yf[n, o, c0:c1], ep, o, affine, act)
-
-
-@njit(parallel=True, cache=True)
-def _im2col_image_runs(x, n, w2, y, KH, KW, sh, sw, pt, pl, dh, dw, col, parts, ep, affine, act, finish):
-    """One image's ungrouped im2col conv on Numba's threads, BLAS called from the kernel: its columns built by
-    ``parts`` threads (input channels shared), then its GEMM cut by output channels into ``parts`` blocks, each
-    finished while in cache. For single small images (ResNet's 14x14 and 7x7 stages, strided convs at batch 1),
-    whose one tile would otherwise run its im2col on one thread and its GEMM through the Python pool."""
-    C = x.shape[1]
-    O = w2.shape[0]
-    OH, OW = y.shape[2], y.shape[3]
-    taps = KH * KW
-    cpart = (C + parts - 1) // parts
-    for p in prange(parts):
-        c0 = p * cpart
-        c1 = min(C, c0 + cpart)
-        if c0 < c1:
-            _im2col_tile(x, n, 1, c0, c1 - c0, KH, KW, sh, sw, pt, pl, dh, dw, 0, OH, OW, col[c0 * taps:c1 * taps])
-    yf = y[n].reshape(O, OH * OW)
-    opart = (O + parts - 1) // parts
-    for p in prange(parts):
-        o0 = p * opart
-        o1 = min(O, o0 + opart)
-        if o0 < o1:
-            gemm(w2[o0:o1], col, yf[o0:o1], 0.0)
-            if finish:
-                for o in range(o0, o1):
-                    _store_inplace(yf[o], ep, o, affine, act)

@@ -149,3 +149,23 @@ def test_conv_weight_gradient_is_bitwise_repeatable():
         first = ops.conv2d_backward(gy, x, w, padding=1)[1]
         for _ in range(4):
             np.testing.assert_array_equal(ops.conv2d_backward(gy, x, w, padding=1)[1], first)
+
+
+def test_small_launches_run_on_one_thread_and_give_the_count_back():
+    """launch runs a small parallel kernel with one Numba thread (waking the others costs more than the work),
+    through the threading layer's own count functions, and leaves the caller's count as it found it."""
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def threads_seen(out):
+        for i in prange(out.size):
+            out[i] = numba.get_num_threads()
+
+    before = numba.get_num_threads()
+    small, big = np.zeros(4), np.zeros(4)
+    threads.launch(threads_seen, 1, small)
+    assert small.max() == 1 and numba.get_num_threads() == before
+    threads.launch(threads_seen, threads.PARALLEL_MIN_WORK, big)
+    assert big.max() == before and numba.get_num_threads() == before
+    assert threads.num_workers() == before

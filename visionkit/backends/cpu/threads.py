@@ -36,20 +36,46 @@ _pool_lock = threading.Lock()
 _blas = None
 
 
+_thread_counts = None
+
+
+def _counts():
+    """(get, set) of the calling thread's Numba thread count. Numba's public pair checks and locks around the
+    threading layer's own C functions at every call; two of them made up ~8 of a small layer call's 16-20 us. So
+    once Numba's threads are up, its C functions directly (the same ones numba.set_num_threads ends in); the
+    public pair where this Numba has no such attributes."""
+    global _thread_counts
+    if _thread_counts is None:
+        counts = (numba.get_num_threads, numba.set_num_threads)
+        try:
+            from numba.np.ufunc import parallel
+
+            numba.get_num_threads()  # starts the threads, which sets the C functions
+            if callable(parallel._get_num_threads) and callable(parallel._set_num_threads):
+                counts = (parallel._get_num_threads, parallel._set_num_threads)
+        except (ImportError, AttributeError):
+            pass
+        _thread_counts = counts
+    return _thread_counts
+
+
 def num_workers():
-    return max(1, int(numba.get_num_threads()))
+    return max(1, int(_counts()[0]()))
 
 
 def launch(kernel, work, *args):
     """Call a ``parallel=True`` kernel, on this thread alone when ``work`` is small."""
-    if work >= PARALLEL_MIN_WORK or numba.get_num_threads() == 1:
+    if work >= PARALLEL_MIN_WORK:
         return kernel(*args)
-    prev = numba.get_num_threads()
-    numba.set_num_threads(1)
+    get, set_ = _counts()
+    prev = get()
+    if prev == 1:
+        return kernel(*args)
+    set_(1)
     try:
         return kernel(*args)
     finally:
-        numba.set_num_threads(prev)
+        set_(prev)
 
 
 def _executor():

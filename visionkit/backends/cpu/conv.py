@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import conv_output_size
 from . import blas, threads
-from .conv_blas import _im2col_image_runs, _pointwise_runs
+from .conv_blas import _im2col_image_runs, _im2col_tile_runs, _pointwise_runs
 from .conv_columns import _col2im_pitch_tile, _col2im_tile, _im2col_pitch_tile, _im2col_tile, _pitch_rows
 from .conv_direct import (
     _at_pitch,
@@ -221,9 +221,31 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     if matmul is gemm:
         for t in tiles:
             tile(t, None)
+    elif blas.AVAILABLE and groups == 1:
+        _im2col_tiles_kernel(x, w2, y, tiles, pitched, KH, KW, sh, sw, pt, pl, dh, dw, Wp, flops, ep, affine, act,
+                             finish)
     else:
         run_tiles(tiles, tile, flops)
     return y
+
+
+def _im2col_tiles_kernel(x, w2, y, tiles, pitched, KH, KW, sh, sw, pt, pl, dh, dw, Wp, flops, ep, affine, act,
+                         finish):
+    """The ungrouped im2col tiles as one Numba kernel calling BLAS (conv_blas._im2col_tile_runs): one contiguous
+    run of tiles per worker, each run's buffers sized for its largest tile."""
+    C, O, K, OW = x.shape[1], w2.shape[0], w2.shape[1], y.shape[3]
+    count = min(num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1, len(tiles))
+    runs = np.array([i * len(tiles) // count for i in range(count + 1)], np.int64)
+    tile_list = np.array(tiles, np.int64)
+    nb, R = tile_list[:, 1], tile_list[:, 3] - tile_list[:, 2]
+    cols = int((nb * (((R - 1) * Wp + OW) if pitched else R * OW)).max())
+    tp = int((nb * (R + (KH - 1) * dh) * Wp).max()) * C if pitched else 1
+    TP = _scratch.get("tp", count * tp, x.dtype).reshape(count, tp)
+    COL = _scratch.get("col", count * K * cols, x.dtype).reshape(count, K * cols)
+    OUT = _scratch.get("out", count * O * cols, x.dtype).reshape(count, O * cols)
+    with threads.single_threaded_blas():
+        launch(_im2col_tile_runs, flops if count > 1 else 0, x, w2, y, tile_list, runs, pitched, KH, KW, sh, sw,
+               pt, pl, dh, dw, Wp, TP, COL, OUT, ep, affine, act, finish)
 
 
 # pixels per work item of the one-kernel 1x1 conv: its columns and outputs ((C + O) x this) stay in L2

@@ -1,13 +1,13 @@
 """Convolutions as one Numba kernel that calls BLAS itself (``blas.gemm``), for the shapes where handing tiles to
 the Python pool costs as much as their arithmetic: 1x1 convs (MobileNet's expansions and projections) and a
-single small image's im2col conv (ResNet's 14x14 and 7x7 stages at batch 1). Used only when ``blas.AVAILABLE``;
-``conv`` chooses."""
+single small image's im2col conv (ResNet's 14x14 and 7x7 stages at batch 1), and ungrouped im2col convs of many
+tiles. Used only when ``blas.AVAILABLE``; ``conv`` chooses."""
 
 from numba import njit, prange
 
 from .blas import gemm
-from .conv_columns import _im2col_tile
-from .conv_epilogue import _store_inplace
+from .conv_columns import _im2col_pitch_tile, _im2col_tile
+from .conv_epilogue import _finish_band, _images_out, _rows_out, _store_inplace
 
 
 @njit(parallel=True, cache=True)
@@ -64,3 +64,42 @@ def _im2col_image_runs(x, n, w2, y, KH, KW, sh, sw, pt, pl, dh, dw, col, parts, 
             if finish:
                 for o in range(o0, o1):
                     _store_inplace(yf[o], ep, o, affine, act)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_tile_runs(x, w2, y, tile_list, runs, pitched, KH, KW, sh, sw, pt, pl, dh, dw, Wp, TP, COL, OUT, ep,
+                      affine, act, finish):
+    """An ungrouped im2col conv of many tiles on Numba's threads, BLAS called from the kernel: run r takes tiles
+    runs[r] to runs[r + 1] - 1 (the im2col path's bands of rows or runs of images) on its own buffers TP[r],
+    COL[r], OUT[r], each tile's columns built, multiplied and written out (epilogue fused) while in cache: what
+    the Python pool does with the same tiles, without a GIL hand-off between the steps of a tile."""
+    C = x.shape[1]
+    O = w2.shape[0]
+    K = w2.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    P = OH * OW
+    for r in prange(runs.shape[0] - 1):
+        for ti in range(runs[r], runs[r + 1]):
+            n0, nb, oh0, oh1 = tile_list[ti, 0], tile_list[ti, 1], tile_list[ti, 2], tile_list[ti, 3]
+            R = oh1 - oh0
+            if pitched:
+                L = (R - 1) * Wp + OW
+                rows_in = nb * (R + (KH - 1) * dh) * Wp
+                tp = TP[r, :C * rows_in].reshape(C, rows_in)
+                col = COL[r, :K * nb * L].reshape(K, nb * L)
+                out = OUT[r, :O * nb * L].reshape(O, nb * L)
+                _im2col_pitch_tile(x, n0, nb, 0, C, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
+                gemm(w2, col, out, 0.0)
+                _rows_out(out, y, n0, nb, 0, oh0, oh1, Wp, ep, affine, act)
+                continue
+            cols = nb * R * OW
+            col = COL[r, :K * cols].reshape(K, cols)
+            _im2col_tile(x, n0, nb, 0, C, KH, KW, sh, sw, pt, pl, dh, dw, oh0, oh1, OW, col)
+            if nb == 1:
+                gemm(w2, col, y[n0].reshape(O, P)[:, oh0 * OW:oh1 * OW], 0.0)
+                if finish:
+                    _finish_band(y, n0, 0, O, oh0 * OW, oh1 * OW, ep, affine, act)
+            else:
+                out = OUT[r, :O * cols].reshape(O, cols)
+                gemm(w2, col, out, 0.0)
+                _images_out(out, y, n0, nb, 0, ep, affine, act)

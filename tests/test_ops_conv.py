@@ -119,13 +119,10 @@ def test_conv2d_relu_edge_vs_reference(name):
     assert_close(ops.conv2d_relu(x, w, b, **kw), np.maximum(ref.conv2d(x, w, b, **kw), 0))
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
-@pytest.mark.parametrize("name", ["basic3x3", "stride_pair", "depthwise_mult2", "depthwise_s2", "wide_s1",
-                                  "wide_s2_dil2", "1x1", "few_terms_many_filters", "no_bias"])
-def test_conv2d_bn_act_matches_the_separate_ops(name, activation):
-    """The inference fusion of conv + BatchNorm + activation on every path gives what the three ops give."""
-    x, w, b, kw = _make_conv(CONV_EDGE[name])
-    rng = np.random.default_rng(7)
+def _check_bn_act(x, w, b, kw, activation, seed):
+    """conv2d_bn_act with a random inference BatchNorm against conv2d, batch_norm and the activation one after
+    the other (to float32 rounding); returns the fused result."""
+    rng = np.random.default_rng(seed)
     O = w.shape[0]
     mean, var = _rand(rng, (O,)), np.abs(_rand(rng, (O,))) + 0.1
     gamma, beta = _rand(rng, (O,)) * 3, _rand(rng, (O,))
@@ -133,8 +130,17 @@ def test_conv2d_bn_act_matches_the_separate_ops(name, activation):
     want = ops.batch_norm(ops.conv2d(x, w, b, **kw), mean, var, gamma, beta, training=False, eps=1e-3)
     if activation:
         want = ops.activation(want, activation)
-    assert got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    return got
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("name", ["basic3x3", "stride_pair", "depthwise_mult2", "depthwise_s2", "wide_s1",
+                                  "wide_s2_dil2", "1x1", "few_terms_many_filters", "no_bias"])
+def test_conv2d_bn_act_matches_the_separate_ops(name, activation):
+    """The inference fusion of conv + BatchNorm + activation on every path gives what the three ops give."""
+    x, w, b, kw = _make_conv(CONV_EDGE[name])
+    assert _check_bn_act(x, w, b, kw, activation, seed=7).dtype == np.float32
     # without BatchNorm it is conv + activation
     got = ops.conv2d_bn_act(x, w, b, **kw, activation=activation)
     want = ops.conv2d(x, w, b, **kw)
@@ -509,14 +515,8 @@ def test_pointwise_conv_in_one_kernel(monkeypatch, n, c, o, h, w, chunk_bytes, a
     monkeypatch.setattr(conv_mod, "POINTWISE_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(n * 7 + c)
     x, wt, b = _rand(rng, (n, c, h, w)), _rand(rng, (o, c, 1, 1)), _rand(rng, (o,))
-    mean, var = _rand(rng, (o,)), np.abs(_rand(rng, (o,))) + 0.1
-    gamma, beta = _rand(rng, (o,)) * 3, _rand(rng, (o,))
     assert_close(ops.conv2d(x, wt, b), ref.conv2d(x, wt, b))
-    got = ops.conv2d_bn_act(x, wt, b, bn=(mean, var, gamma, beta, 1e-3), activation=activation)
-    want = ops.batch_norm(ops.conv2d(x, wt, b), mean, var, gamma, beta, training=False, eps=1e-3)
-    if activation:
-        want = ops.activation(want, activation)
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    _check_bn_act(x, wt, b, {}, activation, seed=n * 7 + c + 1)
 
 
 @pytest.mark.parametrize("name", ["wide_s1", "wide_s1_nobias_n1", "wide_s2_dil2", "wide_same_even_s2",
@@ -534,12 +534,4 @@ def test_single_image_im2col_in_one_kernel(monkeypatch, name, activation):
     x, w, b, kw = _make_conv(CONV_EDGE[name])
     x = x[:1]
     assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw))
-    rng = np.random.default_rng(11)
-    O = w.shape[0]
-    mean, var = _rand(rng, (O,)), np.abs(_rand(rng, (O,))) + 0.1
-    gamma, beta = _rand(rng, (O,)) * 3, _rand(rng, (O,))
-    got = ops.conv2d_bn_act(x, w, b, **kw, bn=(mean, var, gamma, beta, 1e-3), activation=activation)
-    want = ops.batch_norm(ops.conv2d(x, w, b, **kw), mean, var, gamma, beta, training=False, eps=1e-3)
-    if activation:
-        want = ops.activation(want, activation)
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    _check_bn_act(x, w, b, kw, activation, seed=11)

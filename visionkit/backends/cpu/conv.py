@@ -40,6 +40,7 @@ from .conv_direct import (
 )
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
+    K_GAP,
     _forward_runs,
     _grad_transform,
     _input_transform,
@@ -267,17 +268,10 @@ def _pointwise_forward(x, w, y, ep, affine, act, finish):
                act, finish)
 
 
-# extra elements between the 16 matrices of V and M: the transforms write (and read) all 16 at once, and when the
-# matrices sit a multiple of 4 KB apart those 16 streams fight over the same L1 sets. A 1x64x56x56 image's V
-# (16 x 64 x 784 floats, 200 KB apart) took 2.25 ms to transform, 0.23 ms with this gap
-_K_GAP = 32
-
-
 def _by_k(name, rows, cols, dtype):
-    """Per-thread scratch viewed as (16, rows, cols), the 16 matrices _K_GAP elements further apart than packed
+    """Per-thread scratch viewed as (16, rows, cols), the 16 matrices K_GAP elements further apart than packed
     (each matrix stays contiguous for BLAS)."""
-    stride = rows * cols + _K_GAP
-    return _scratch.get(name, 16 * stride, dtype).reshape(16, stride)[:, :rows * cols].reshape(16, rows, cols)
+    return _by_k_runs(name, 1, rows, cols, dtype)[0]
 
 
 def _winograd_buffers(dtype, nb, C, O, rows, tw):
@@ -325,9 +319,9 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
 
 
 def _by_k_runs(name, count, rows, cols, dtype):
-    """Scratch for ``count`` runs, each 16 (rows, cols) matrices _K_GAP elements further apart than packed (as
-    ``_by_k``): a (count, 16, rows, cols) strided view."""
-    stride = rows * cols + _K_GAP
+    """Scratch for ``count`` runs, each 16 (rows, cols) matrices K_GAP elements further apart than packed: a
+    (count, 16, rows, cols) strided view."""
+    stride = rows * cols + K_GAP
     buf = _scratch.get(name, count * 16 * stride, dtype)
     item = buf.itemsize
     return np.lib.stride_tricks.as_strided(buf, (count, 16, rows, cols), (16 * stride * item, stride * item,

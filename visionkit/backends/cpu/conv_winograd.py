@@ -31,6 +31,10 @@ MIN_CHANNELS = 16
 # output pixels (all images together) below which the weight transform, the tiles' padding and the 16 small
 # GEMMs cost more than they save: measured against im2col, 1x256x14x14 -> 256 ran 0.86x, 1x128x28x28 -> 128 1.75x
 MIN_OUTPUT_PIXELS = 400
+# extra elements between the 16 matrices of a transformed weight, input or output: the transforms write (and read)
+# all 16 at once, and when the matrices sit a multiple of 4 KB apart those 16 streams fight over the same L1 sets.
+# A 1x64x56x56 image's input transform (16 x 64 x 784 floats, 200 KB apart) took 2.25 ms, 0.23 ms with this gap
+K_GAP = 32
 
 
 def use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, dtype):
@@ -222,13 +226,13 @@ def _weight_transform(w, Uf):
 
 
 def transformed_weights(w):
-    """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c], the matrices 32
+    """The 16 (O, C) matrices G g G^T of a (O, C, 3, 3) weight, in its dtype: U[4a + b, o, c], the matrices K_GAP
     elements further apart than packed (each contiguous). A loop, not the GEMM with G (x) G it once was: 0.19 ms
     per call for 128x128 channels there (a small GEMM's overheads; and outside the held-BLAS session OpenBLAS woke
     a worker that then spun on the bands' core), 7 calls per ResNet-18 forward. The gap matters here as for the
     bands' buffers: 16 output streams 64 KB apart made the loop 0.73 ms."""
     O, C = w.shape[0], w.shape[1]
-    Uf = np.empty((16, O * C + 32), w.dtype)[:, :O * C]
+    Uf = np.empty((16, O * C + K_GAP), w.dtype)[:, :O * C]
     _weight_transform(np.ascontiguousarray(w), Uf)
     return Uf.reshape(16, O, C)
 

@@ -77,6 +77,15 @@ def _pad_band(x, n0, r0, pt, pl, xb):
     return bad == 0.0
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _row_times_b(V, k, c, t, m0, m1, m2, m3):
+    """V[k:k + 4, c, t] = (m0, m1, m2, m3) B, one row of B^T d B."""
+    V[k, c, t] = m0 - m2
+    V[k + 1, c, t] = m1 + m2
+    V[k + 2, c, t] = m2 - m1
+    V[k + 3, c, t] = m1 - m3
+
+
 @njit(nogil=True, cache=True)
 def _input_transform(xb, tiles_h, tw, V):
     """V[k, c, t] = (B^T d B)[k // 4, k % 4] for the 4x4 patch d of tile t = (image b, tile row i, column j),
@@ -101,22 +110,10 @@ def _input_transform(xb, tiles_h, tw, V):
                     f0, f1 = x1[q] - x3[q], x1[q + 1] - x3[q + 1]
                     f2, f3 = x1[q + 2] - x3[q + 2], x1[q + 3] - x3[q + 3]
                     # then (.) B along each row
-                    V[0, c, t] = a0 - a2
-                    V[1, c, t] = a1 + a2
-                    V[2, c, t] = a2 - a1
-                    V[3, c, t] = a1 - a3
-                    V[4, c, t] = b0 - b2
-                    V[5, c, t] = b1 + b2
-                    V[6, c, t] = b2 - b1
-                    V[7, c, t] = b1 - b3
-                    V[8, c, t] = e0 - e2
-                    V[9, c, t] = e1 + e2
-                    V[10, c, t] = e2 - e1
-                    V[11, c, t] = e1 - e3
-                    V[12, c, t] = f0 - f2
-                    V[13, c, t] = f1 + f2
-                    V[14, c, t] = f2 - f1
-                    V[15, c, t] = f1 - f3
+                    _row_times_b(V, 0, c, t, a0, a1, a2, a3)
+                    _row_times_b(V, 4, c, t, b0, b1, b2, b3)
+                    _row_times_b(V, 8, c, t, e0, e1, e2, e3)
+                    _row_times_b(V, 12, c, t, f0, f1, f2, f3)
 
 
 @njit(nogil=True, cache=True)

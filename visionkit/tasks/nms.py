@@ -12,30 +12,33 @@ two differ in size.
 import numpy as np
 
 
-def box_iou(a, b):
-    """IoU of every box in a (N, 4) with every box in b (M, 4): an (N, M) array. Empty boxes have IoU 0."""
+def _areas_and_intersections(a, b):
+    """For boxes a (N, 4) and b (M, 4): their areas (N,) and (M,) and every pairwise intersection (N, M), empty
+    boxes counting 0."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return area_a, area_b, w * h
+
+
+def _ratio(inter, denominator):
+    return np.where(denominator > 0, inter / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+def box_iou(a, b):
+    """IoU of every box in a (N, 4) with every box in b (M, 4): an (N, M) array. Empty boxes have IoU 0."""
+    area_a, area_b, inter = _areas_and_intersections(a, b)
+    return _ratio(inter, area_a[:, None] + area_b[None, :] - inter)
 
 
 def box_overlap_smaller(a, b):
     """The intersection of every box in a (N, 4) with every box in b (M, 4) over the smaller of the two areas: an
     (N, M) array, 1 where one box lies inside the other. Empty boxes give 0."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    small = np.minimum(area_a[:, None], area_b[None, :])
-    return np.where(small > 0, w * h / np.where(small > 0, small, 1), 0.0)
+    area_a, area_b, inter = _areas_and_intersections(a, b)
+    return _ratio(inter, np.minimum(area_a[:, None], area_b[None, :]))
 
 
 def nms(boxes, scores, iou_threshold=0.5, classes=None, max_detections=None):

@@ -235,8 +235,8 @@ def _im2col_tiles_kernel(x, w2, y, tiles, pitched, KH, KW, sh, sw, pt, pl, dh, d
     """The ungrouped im2col tiles as one Numba kernel calling BLAS (conv_blas._im2col_tile_runs): one contiguous
     run of tiles per worker, each run's buffers sized for its largest tile."""
     C, O, K, OW = x.shape[1], w2.shape[0], w2.shape[1], y.shape[3]
-    count = min(num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1, len(tiles))
-    runs = np.array([i * len(tiles) // count for i in range(count + 1)], np.int64)
+    count = min(threads.kernel_workers(flops), len(tiles))
+    runs = np.array(threads.run_bounds(len(tiles), count), np.int64)
     tile_list = np.array(tiles, np.int64)
     nb, R = tile_list[:, 1], tile_list[:, 3] - tile_list[:, 2]
     cols = int((nb * (((R - 1) * Wp + OW) if pitched else R * OW)).max())
@@ -260,7 +260,7 @@ def _pointwise_forward(x, w, y, ep, affine, act, finish):
     P = x.shape[2] * x.shape[3]
     chunk = min(P, max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
     flops = 2.0 * N * O * C * P
-    workers = num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1
+    workers = threads.kernel_workers(flops)
     items = N * -(-P // chunk)
     osplit = workers if items < workers and O >= 8 * workers else 1
     with threads.single_threaded_blas():
@@ -331,8 +331,8 @@ def _by_k_runs(name, count, rows, cols, dtype):
 def _winograd_runs(x, tiles, tw, flops):
     """For the one-kernel Winograd paths (blas.AVAILABLE): the bands cut into one contiguous run per worker (one
     run for small jobs), and each run's padded-input and transformed-input buffers, sized for its largest band."""
-    count = min(num_workers() if flops >= threads.PARALLEL_MIN_FLOPS else 1, len(tiles))
-    runs = np.array([i * len(tiles) // count for i in range(count + 1)], np.int64)
+    count = min(threads.kernel_workers(flops), len(tiles))
+    runs = np.array(threads.run_bounds(len(tiles), count), np.int64)
     band_list = np.array(tiles, np.int64)
     C = x.shape[1]
     nb, rows = int(band_list[:, 1].max()), int(band_list[:, 3].max())

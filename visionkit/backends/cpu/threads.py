@@ -63,6 +63,18 @@ def num_workers():
     return max(1, int(_counts()[0]()))
 
 
+def kernel_workers(flops):
+    """Threads a one-kernel job of ``flops`` runs on: all of Numba's, or one below PARALLEL_MIN_FLOPS (as
+    ``run_tiles`` decides for the pool)."""
+    return num_workers() if flops >= PARALLEL_MIN_FLOPS else 1
+
+
+def run_bounds(n, parts):
+    """Bounds of ``parts`` contiguous, near-equal runs over n items: run r is items b[r] to b[r + 1] - 1. Fixed
+    runs, not a shared queue, where each run sums into its own accumulator (bitwise-repeatable results)."""
+    return [i * n // parts for i in range(parts + 1)]
+
+
 def launch(kernel, work, *args):
     """Call a ``parallel=True`` kernel, on this thread alone when ``work`` is small."""
     if work >= PARALLEL_MIN_WORK:
@@ -146,7 +158,8 @@ def run_tiles(tiles, fn, flops, make_state=None):
                 fn(t, state)
         return [state]
     if make_state is not None:
-        runs = [tiles[i * len(tiles) // workers:(i + 1) * len(tiles) // workers] for i in range(workers)]
+        bounds = run_bounds(len(tiles), workers)
+        runs = [tiles[a:b] for a, b in zip(bounds, bounds[1:])]
 
         def worker(run):
             state = make_state()

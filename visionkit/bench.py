@@ -37,8 +37,8 @@ from .registry import ModelNotFound
 
 ENGINES = ("visionkit", "onnxruntime", "torch", "opencv")
 PEERS = ENGINES[1:]
-ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
-            "NUMBA_THREADING_LAYER")
+ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+            "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
 
 
 # --------------------------------------------------------------------------------------------------------------

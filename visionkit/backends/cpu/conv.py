@@ -181,14 +181,15 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     flops = 2.0 * y.size * K
     # fewer tiles than workers (one small image: ResNet's 14x14 and 7x7 stages at batch 1): the tiles run one
     # after another and each GEMM is cut across the workers by output channels instead
-    matmul = gemm if len(tiles) < num_workers() and flops >= threads.PARALLEL_MIN_FLOPS else np.matmul
-    if matmul is gemm and blas.AVAILABLE and groups == 1:  # the same, as one Numba kernel calling BLAS
+    few = len(tiles) < num_workers()
+    if few and blas.AVAILABLE and groups == 1 and flops >= threads.KERNEL_MIN_FLOPS:  # as one Numba kernel
         col = _scratch.get("col", K * P, x.dtype).reshape(K, P)
         with threads.single_threaded_blas():
             for n in range(N):
                 launch(_im2col_image_runs, flops, x, n, w2, y, KH, KW, sh, sw, pt, pl, dh, dw, col, num_workers(),
                        ep, affine, act, finish)
         return y
+    matmul = gemm if few and flops >= threads.PARALLEL_MIN_FLOPS else np.matmul
 
     def tile(t, _):
         n0, nb, oh0, oh1 = t
@@ -258,7 +259,8 @@ def _pointwise_forward(x, w, y, ep, affine, act, finish):
     expansions and projections, each a short GEMM whose Python-pool hand-offs cost as much as its arithmetic."""
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
     P = x.shape[2] * x.shape[3]
-    chunk = min(P, max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
+    chunks = -(-P // max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
+    chunk = -(-P // chunks)  # equal chunks: a cap of 195 pixels had cut a 14x14 image into 195 + 1
     flops = 2.0 * N * O * C * P
     workers = threads.kernel_workers(flops)
     items = N * -(-P // chunk)

@@ -1,9 +1,10 @@
 """How the CPU backend uses the cores: one pool at a time, never two fighting.
 
 Two kinds of parallel work run here:
-- Numba ``prange`` kernels (pooling, activations, direct convolutions). Launching one wakes Numba's workers, which
-  costs 15-50 us with the passive OpenMP wait policy visionkit sets; for small tensors that is more than the work,
-  so ``launch`` runs small kernels on the calling thread alone.
+- Numba ``prange`` kernels (pooling, activations, direct convolutions). Launching one wakes Numba's workers: next
+  to nothing while they still spin after the previous kernel (visionkit/_threads.py bounds that to ~2 ms), 15-50
+  us once they sleep; for small tensors that is more than the work, so ``launch`` runs small kernels on the
+  calling thread alone.
 - im2col + GEMM convolutions. DESIGN.md measured Numba's and OpenBLAS's pools slowing each other 6-13x. Here the
   work is cut into tiles that fit in L2 and ``run_tiles`` hands them to a pool of Python threads (Numba's
   ``nogil`` kernels and numpy's GEMM both release the GIL), each tile running its im2col and a single-threaded
@@ -23,12 +24,15 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numba
 import numpy as np
 
-# Kernels with less work than this (elements touched) run on one thread: waking the pool costs more. Both
-# thresholds were raised (from 32k and 4e6) after measuring whole models: MobileNetV2 at batch 1 went 35 -> 27 ms
-# and the MNIST CNN at batch 1 0.61 -> 0.36 ms, its small layers' thread hand-offs costing more than they saved;
-# batch-256 models were unchanged (their layers are far above either threshold).
-PARALLEL_MIN_WORK = 1 << 17
-# GEMM jobs under this many flops run their tiles on the calling thread.
+# Kernels with less work than this (elements touched) run on one thread: waking the pool costs more. Raised from
+# 32k to 128k while idle workers slept at once (MobileNetV2 at batch 1 35 -> 27 ms, the MNIST CNN at batch 1
+# 0.61 -> 0.36 ms), lowered back to 32k once they spin between kernels (visionkit/_threads.py), with
+# KERNEL_MIN_FLOPS: MobileNetV2 at batch 1 15.5 -> 13.3 ms (median of 6 alternated rounds, one process).
+PARALLEL_MIN_WORK = 1 << 15
+# One-kernel GEMM jobs (conv_blas, the Winograd runs) under this many flops run on one thread.
+KERNEL_MIN_FLOPS = 5e6
+# Jobs for the Python pool under this many flops run their tiles on the calling thread: its hand-offs go through
+# the GIL and cost more than a kernel's.
 PARALLEL_MIN_FLOPS = 3e7
 
 _pool = None
@@ -64,9 +68,8 @@ def num_workers():
 
 
 def kernel_workers(flops):
-    """Threads a one-kernel job of ``flops`` runs on: all of Numba's, or one below PARALLEL_MIN_FLOPS (as
-    ``run_tiles`` decides for the pool)."""
-    return num_workers() if flops >= PARALLEL_MIN_FLOPS else 1
+    """Threads a one-kernel job of ``flops`` runs on: all of Numba's, or one below KERNEL_MIN_FLOPS."""
+    return num_workers() if flops >= KERNEL_MIN_FLOPS else 1
 
 
 def run_bounds(n, parts):

@@ -66,6 +66,9 @@ def _case(n, c, h, w, o, k, stride=1, padding=0, dilation=1, groups=1, bias=True
 CONV_EDGE = {
     "basic3x3": _case(2, 3, 6, 5, 4, 3, padding=1),
     "1x1": _case(1, 4, 3, 3, 2, 1),
+    # strided 1x1 (ResNet's shortcuts): a 1x1 conv of the subsampled input, odd sizes keep the last row/column
+    "1x1_s2": _case(2, 4, 7, 6, 5, 1, stride=2),
+    "1x1_s_pair": _case(1, 3, 5, 8, 4, 1, stride=(3, 2), bias=False),
     "stride_gt_kernel": _case(1, 2, 9, 8, 3, 2, stride=3),
     "stride_pair": _case(1, 2, 7, 8, 3, (3, 2), stride=(2, 3), padding=(1, 0)),
     "dilation2": _case(1, 2, 8, 7, 3, 3, dilation=2, padding=2),

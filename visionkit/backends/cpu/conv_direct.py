@@ -198,23 +198,58 @@ def _at_pitch(gy, Wp):
     return g
 
 
+@njit(inline="always")
+def _padded_plane(x, n, c, pt, pl, Hp, Wp):
+    """Plane (n, c) of x inside a zeroed (Hp, Wp) buffer at offset (pt, pl): a depthwise conv's padding made per
+    plane in the worker's cache, rather than a padded copy of the whole input written out and read back (for
+    MobileNetV2's 96x112x112 stride-2 layer, 0.60 -> 0.41 ms)."""
+    H, W = x.shape[2], x.shape[3]
+    buf = np.zeros((Hp, Wp), x.dtype)
+    for r in range(H):
+        buf[pt + r, pl:pl + W] = x[n, c, r]
+    return buf
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _dw3x3_forward(xp, w, y, sh, sw, dh, dw, ep, affine, act):
-    """3x3 conv of one input channel per output (depthwise, any stride and dilation) on a padded input: each
-    output row sums its nine taps in registers and is stored once, where _flat_forward reads and writes its
-    accumulator nine times (the store port was its limit) and _direct_forward walks strided columns per tap."""
-    N = xp.shape[0]
-    O = w.shape[0]
+def _dw_flat_forward(x, w, y, pt, pl, Hp, Wp, dh, dw, ep, affine, act):
+    """_flat_forward for a depthwise conv (one input channel per output, stride 1) on the unpadded input: each
+    worker pads its own plane (_padded_plane), then accumulates at the row pitch Wp as _flat_forward does."""
+    N, C = x.shape[0], x.shape[1]
+    KH, KW = w.shape[2], w.shape[3]
     OH, OW = y.shape[2], y.shape[3]
-    Og = O // xp.shape[1]
-    for t in prange(N * O):
-        n = t // O
-        o = t - n * O
-        xc = xp[n, o // Og]
-        w00, w01, w02 = w[o, 0, 0, 0], w[o, 0, 0, 1], w[o, 0, 0, 2]
-        w10, w11, w12 = w[o, 0, 1, 0], w[o, 0, 1, 1], w[o, 0, 1, 2]
-        w20, w21, w22 = w[o, 0, 2, 0], w[o, 0, 2, 1], w[o, 0, 2, 2]
-        row = np.empty(OW, xp.dtype)
+    L = (OH - 1) * Wp + OW
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xf = _padded_plane(x, n, c, pt, pl, Hp, Wp).reshape(Hp * Wp)
+        acc = np.zeros(L, x.dtype)
+        for i in range(KH):
+            for j in range(KW):
+                wv = w[c, 0, i, j]
+                base = i * dh * Wp + j * dw
+                xs = xf[base:base + L]
+                for q in range(L):
+                    acc[q] += wv * xs[q]
+        for oh in range(OH):
+            _store(y[n, c, oh], acc[oh * Wp:oh * Wp + OW], ep, c, affine, act)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _dw3x3_forward(x, w, y, pt, pl, Hp, Wp, sh, sw, dh, dw, ep, affine, act):
+    """3x3 depthwise conv (one input channel per output, any stride and dilation) on the unpadded input, each
+    worker padding its own plane (_padded_plane): each output row sums its nine taps in registers and is stored
+    once, where _flat_forward reads and writes its accumulator nine times (the store port was its limit) and
+    _direct_forward walks strided columns per tap."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xc = _padded_plane(x, n, c, pt, pl, Hp, Wp)
+        w00, w01, w02 = w[c, 0, 0, 0], w[c, 0, 0, 1], w[c, 0, 0, 2]
+        w10, w11, w12 = w[c, 0, 1, 0], w[c, 0, 1, 1], w[c, 0, 1, 2]
+        w20, w21, w22 = w[c, 0, 2, 0], w[c, 0, 2, 1], w[c, 0, 2, 2]
+        row = np.empty(OW, x.dtype)
         for oh in range(OH):
             r0 = xc[oh * sh]
             r1 = xc[oh * sh + dh]
@@ -224,4 +259,4 @@ def _dw3x3_forward(xp, w, y, sh, sw, dh, dw, ep, affine, act):
                 row[q] = (w00 * r0[p] + w01 * r0[p + dw] + w02 * r0[p + 2 * dw]
                           + w10 * r1[p] + w11 * r1[p + dw] + w12 * r1[p + 2 * dw]
                           + w20 * r2[p] + w21 * r2[p + dw] + w22 * r2[p + 2 * dw])
-            _store(y[n, o, oh], row, ep, o, affine, act)
+            _store(y[n, c, oh], row, ep, c, affine, act)

@@ -42,27 +42,32 @@ def _max_forward(x, kh, kw, sh, sw, pt, pl, dh, dw, y, idx):
 
 @njit(parallel=True, cache=True)
 def _max_rows(x, kh, kw, sh, sw, pt, pl, dh, dw, y):
-    """Max pooling without indices (inference), any window: each output row is the running max of kh*kw shifted
-    input rows, a loop over the row's valid output columns that LLVM vectorises (the indexed kernel's per-output
-    window walk ran 3x3/stride-2 pooling of ResNet's stem ~10x slower)."""
+    """Max pooling without indices (inference), any window, separably: each output row first takes the running
+    max of its kh input rows over whole rows (contiguous, vectorised), then the max of kw columns of that row
+    per output column. The max is associative, NaN included, so the result is the window's max; ResNet's 3x3
+    stride-2 stem pooling went from 1.5 to 0.64 ms single-threaded against nine strided taps per output
+    (and the indexed kernel's per-output window walk was ~10x slower still)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     for t in prange(N * C):
         n = t // C
         c = t - n * C
         xp = x[n, c]
+        rows = np.empty(W, x.dtype)
         for oh in range(OH):
-            yr = y[n, c, oh]
-            yr[:] = -np.inf
+            rows[:] = -np.inf
             for i in range(kh):
                 ih = oh * sh - pt + i * dh
-                if ih < 0 or ih >= H:
-                    continue
-                xr = xp[ih]
-                for j in range(kw):
-                    off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
-                    for ow in range(lo, hi):
-                        yr[ow] = _nanmax(xr[ow * sw + off], yr[ow])
+                if ih >= 0 and ih < H:
+                    xr = xp[ih]
+                    for q in range(W):
+                        rows[q] = _nanmax(xr[q], rows[q])
+            yr = y[n, c, oh]
+            yr[:] = -np.inf
+            for j in range(kw):
+                off, lo, hi = _valid_cols(j, sw, dw, pl, W, OW)
+                for ow in range(lo, hi):
+                    yr[ow] = _nanmax(rows[ow * sw + off], yr[ow])
 
 
 @njit(cache=True, inline="always")

@@ -27,8 +27,9 @@ def small_shapes_take_winograd(monkeypatch, request):
     monkeypatch.setattr(wino, "BAND_TILES", 3)
     monkeypatch.setattr(threads_mod, "PARALLEL_MIN_FLOPS", 0)
     calls = []
-    real = conv_mod._winograd_forward
-    monkeypatch.setattr(conv_mod, "_winograd_forward", lambda *a: calls.append(1) or real(*a))
+    for name in ("_winograd_forward", "_winograd_image_parts"):  # bands, or one image at a time on all threads
+        real = getattr(conv_mod, name)
+        monkeypatch.setattr(conv_mod, name, lambda *a, real=real: calls.append(1) or real(*a))
     return calls
 
 
@@ -128,9 +129,11 @@ def test_winograd_fused_epilogue(small_shapes_take_winograd):
     assert len(small_shapes_take_winograd) == 2
 
 
-def test_winograd_keeps_the_direct_nan_and_inf_pattern(small_shapes_take_winograd):
+@pytest.mark.parametrize("band_tiles", [3, 64], ids=["row-bands", "image-parts"])
+def test_winograd_keeps_the_direct_nan_and_inf_pattern(small_shapes_take_winograd, monkeypatch, band_tiles):
     """A transform spreads one NaN over its whole tile, and inf - inf makes NaN: an input holding either is
     convolved the im2col way, so the output has NaN and inf exactly where the direct sum has them."""
+    monkeypatch.setattr(wino, "BAND_TILES", band_tiles)
     rng = np.random.default_rng(5)
     x, w = _rand(rng, (2, 4, 10, 10), np.float32), _rand(rng, (4, 4, 3, 3), np.float32)
     x[0, 1, 4, 5] = np.nan
@@ -169,6 +172,33 @@ def test_which_convolutions_take_winograd():
     assert not take(1, 64, 64, 3, 3, 56, 56, (1, 1), (1, 1), 2, np.float32)
     assert not take(1, 3, 64, 3, 3, 56, 56, (1, 1), (1, 1), 1, np.float32)
     assert not take(1, 64, 64, 5, 5, 56, 56, (1, 1), (1, 1), 1, np.float32)
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="one image on all threads needs BLAS callable from Numba")
+def test_which_convolutions_run_image_by_image():
+    """Images that make a single band run one at a time on all threads (ResNet's 14x14 stage at batch 1), while
+    their transformed weights stay small: not 512x512 channels (16.8 MB), not images that make several bands."""
+    take = wino.use_image_parts
+    assert take(1, 256, 256, 3, 3, 14, 14, (1, 1), (1, 1), 1, np.float32)
+    assert take(1, 256, 256, 3, 3, 7, 7, (1, 1), (1, 1), 1, np.float32)
+    assert take(2, 64, 64, 3, 3, 14, 14, (1, 1), (1, 1), 1, np.float32)
+    assert not take(1, 512, 512, 3, 3, 7, 7, (1, 1), (1, 1), 1, np.float32)
+    assert not take(1, 64, 64, 3, 3, 56, 56, (1, 1), (1, 1), 1, np.float32)
+    assert not take(1, 256, 256, 3, 3, 14, 14, (2, 2), (1, 1), 1, np.float32)
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="one image on all threads needs BLAS callable from Numba")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 32, 14, 14), (2, 16, 7, 7), (1, 17, 5, 9)], ids=["14x14", "7x7-two", "odd"])
+def test_image_parts_match_the_reference(shape, dtype):
+    """The real thresholds, real thread count: more input channels than output ones and the other way round (the
+    weight and input transforms are cut differently), odd channel counts and sizes, the fused epilogue."""
+    rng = np.random.default_rng(7)
+    for o in (shape[1] + 8, 16):
+        assert wino.use_image_parts(shape[0], shape[1], o, 3, 3, shape[2], shape[3], (1, 1), (1, 1), 1, dtype)
+        x, w, b = _rand(rng, shape, dtype), _rand(rng, (o, shape[1], 3, 3), dtype), _rand(rng, (o,), dtype)
+        assert_close(ops.conv2d(x, w, b, padding=1), ref.conv2d(x, w, b, padding=1), dtype)
+        assert_close(ops.conv2d_relu(x, w, b, padding=1), np.maximum(ref.conv2d(x, w, b, padding=1), 0), dtype)
 
 
 def test_the_weight_gradient_is_bitwise_repeatable(small_shapes_take_winograd):

@@ -42,6 +42,7 @@ from .conv_direct import (
 from .conv_epilogue import _epilogue, _finish_band, _finish_planes, _images_out, _rows_out
 from .conv_winograd import (
     K_GAP,
+    _forward_image_parts,
     _forward_runs,
     _grad_transform,
     _input_transform,
@@ -50,6 +51,7 @@ from .conv_winograd import (
     _weight_gradient_runs,
     bands,
     transformed_weights,
+    use_image_parts,
     use_winograd,
     weight_gradient,
 )
@@ -172,7 +174,10 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
         if finish:
             launch(_finish_planes, y.size, y, ep, affine, act)
         return y
-    if use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype) and \
+    if use_image_parts(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype):
+        if _winograd_image_parts(x, w, pads, y, ep, affine, act, finish):
+            return y
+    elif use_winograd(N, C, O, KH, KW, OH, OW, stride, dilation, groups, x.dtype) and \
             _winograd_forward(x, w, pads, y, ep, affine, act, finish):
         return y
     if blas.AVAILABLE and groups == 1 and (KH, KW) == (1, 1) and not any(pads):
@@ -327,6 +332,26 @@ def _winograd_forward(x, w, pads, y, ep, affine, act, finish):
 
     run_tiles(bands(y.shape[0], OH, OW), band, flops)
     return finite[0]
+
+
+def _winograd_image_parts(x, w, pads, y, ep, affine, act, finish):
+    """The 3x3 forward as Winograd image by image, each on all threads (conv_winograd._forward_image_parts), for
+    images that make a single band. False when the input holds NaN or inf (as _winograd_forward)."""
+    N, C, O, OH, OW = x.shape[0], x.shape[1], w.shape[0], y.shape[2], y.shape[3]
+    th, tw = -(-OH // 2), -(-OW // 2)
+    parts = num_workers()
+    Uf = np.empty((16, O * C + K_GAP), w.dtype)[:, :O * C]
+    xb = _scratch.get("wino_x", C * (2 * th + 2) * (2 * tw + 2), x.dtype).reshape(1, C, 2 * th + 2, 2 * tw + 2)
+    V, M = _by_k("wino_v", C, th * tw, x.dtype), _by_k("wino_m", O, th * tw, x.dtype)
+    ok = np.ones(parts, np.bool_)
+    flops = 2.0 * OH * OW * O * C * 9
+    with threads.single_threaded_blas():
+        for n in range(N):
+            launch(_forward_image_parts, flops, x, n, np.ascontiguousarray(w).reshape(O * C, 9), pads[0], pads[2],
+                   y, th, tw, Uf, Uf.reshape(16, O, C), xb, V, M, parts, ep, affine, act, finish, ok)
+            if not ok.all():
+                return False
+    return True
 
 
 def _by_k_runs(name, count, rows, cols, dtype):

@@ -69,6 +69,10 @@ CONV_EDGE = {
     # strided 1x1 (ResNet's shortcuts): a 1x1 conv of the subsampled input, odd sizes keep the last row/column
     "1x1_s2": _case(2, 4, 7, 6, 5, 1, stride=2),
     "1x1_s_pair": _case(1, 3, 5, 8, 4, 1, stride=(3, 2), bias=False),
+    # strided GEMM convs: im2col through phase planes (a ResNet-like 7x7/2 stem, uneven strides and padding)
+    "stem_7x7_s2": _case(1, 3, 13, 10, 16, 7, stride=2, padding=3),
+    "phases_s32_rect": _case(2, 5, 9, 12, 16, (3, 2), stride=(3, 2), padding="same"),
+    "phases_s23_k5": _case(3, 2, 8, 8, 16, 5, stride=(2, 3), padding=(2, 1)),
     "stride_gt_kernel": _case(1, 2, 9, 8, 3, 2, stride=3),
     "stride_pair": _case(1, 2, 7, 8, 3, (3, 2), stride=(2, 3), padding=(1, 0)),
     "dilation2": _case(1, 2, 8, 7, 3, 3, dilation=2, padding=2),

@@ -6,7 +6,7 @@ tiles. Used only when ``blas.AVAILABLE``; ``conv`` chooses."""
 from numba import njit, prange
 
 from .blas import gemm
-from .conv_columns import _im2col_pitch_tile, _im2col_tile
+from .conv_columns import _im2col_phase_tile, _im2col_pitch_tile, _im2col_tile
 from .conv_epilogue import _finish_band, _images_out, _rows_out, _store_inplace
 
 
@@ -82,13 +82,17 @@ def _im2col_tile_runs(x, w2, y, tile_list, runs, pitched, KH, KW, sh, sw, pt, pl
         for ti in range(runs[r], runs[r + 1]):
             n0, nb, oh0, oh1 = tile_list[ti, 0], tile_list[ti, 1], tile_list[ti, 2], tile_list[ti, 3]
             R = oh1 - oh0
-            if pitched:
+            if pitched:  # at row pitch Wp; strided convs through phase planes (_im2col_phase_tile)
                 L = (R - 1) * Wp + OW
-                rows_in = nb * (R + (KH - 1) * dh) * Wp
-                tp = TP[r, :C * rows_in].reshape(C, rows_in)
+                strided = sh > 1 or sw > 1
+                rows = sh * sw * (R + (KH - 1) // sh) if strided else R + (KH - 1) * dh
+                tp = TP[r, :C * nb * rows * Wp].reshape(C, nb * rows * Wp)
                 col = COL[r, :K * nb * L].reshape(K, nb * L)
                 out = OUT[r, :O * nb * L].reshape(O, nb * L)
-                _im2col_pitch_tile(x, n0, nb, 0, C, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
+                if strided:
+                    _im2col_phase_tile(x, n0, nb, 0, C, KH, KW, sh, sw, pt, pl, oh0, oh1, Wp, tp, col)
+                else:
+                    _im2col_pitch_tile(x, n0, nb, 0, C, KH, KW, pt, pl, dh, dw, oh0, oh1, Wp, tp, col)
                 gemm(w2, col, out, 0.0)
                 _rows_out(out, y, n0, nb, 0, oh0, oh1, Wp, ep, affine, act)
                 continue

@@ -78,6 +78,50 @@ def _im2col_pitch_tile(x, n0, nb, c0, cg, kh, kw, pt, pl, dh, dw, oh0, oh1, Wp, 
 
 
 @njit(nogil=True, cache=True)
+def _im2col_phase_tile(x, n0, nb, c0, cg, kh, kw, sh, sw, pt, pl, oh0, oh1, Wq, tp, col):
+    """Strided, undilated im2col for output rows oh0..oh1-1 of images n0..n0+nb-1, at row pitch
+    Wq = OW + (kw - 1) // sw: _im2col_pitch_tile's one slice per column row, for strides.
+
+    Tap (i, j) reads input row oh*sh + i and column ow*sw + j (padded coordinates). The band's padded rows are
+    first split into sh*sw phase planes in tp, plane (a, b) holding the rows = a and columns = b modulo the
+    stride; tap (i, j) then reads plane (i % sh, j % sw) from offset (i // sh, j // sw) with stride 1, one
+    contiguous slice per image. The split is the only strided read, once per input element, where the plain tile
+    reads kh*kw strided runs per output row (a 7x7 stride-2 stem: each input element ~12 times)."""
+    H = x.shape[2]
+    W = x.shape[3]
+    R = oh1 - oh0
+    Ru = R + (kh - 1) // sh
+    plane = Ru * Wq
+    L = col.shape[1] // nb
+    for c in range(cg):
+        for b in range(nb):
+            t = tp[c, b * sh * sw * plane:(b + 1) * sh * sw * plane]
+            xc = x[n0 + b, c0 + c]
+            for a in range(sh):
+                for u in range(Ru):
+                    ih = (oh0 + u) * sh + a - pt
+                    for q in range(sw):
+                        start = ((a * sw + q) * Ru + u) * Wq
+                        row = t[start:start + Wq]
+                        if ih < 0 or ih >= H:
+                            row[:] = 0
+                            continue
+                        # plane column v holds input column q + sw * v - pl: those inside the image are v0..v1-1
+                        v0 = 0 if pl <= q else min(Wq, (pl - q + sw - 1) // sw)
+                        last = W - 1 + pl - q
+                        v1 = max(v0, min(Wq, last // sw + 1)) if last >= 0 else v0
+                        row[:v0] = 0
+                        if v0 < v1:
+                            i0 = q + sw * v0 - pl
+                            row[v0:v1] = xc[ih, i0:i0 + sw * (v1 - v0 - 1) + 1:sw]
+                        row[v1:] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    s = ((i % sh) * sw + j % sw) * plane + (i // sh) * Wq + j // sw
+                    col[(c * kh + i) * kw + j, b * L:(b + 1) * L] = t[s:s + L]
+
+
+@njit(nogil=True, cache=True)
 def _pitch_rows(gy, n0, nb, o0, og, oh0, oh1, Wp, out):
     """out[o, b*L + r*Wp + ow] = gy[n0+b, o0+o, oh0+r, ow], zeros in the Wp-OW columns between rows: a band of
     gy laid out at the pitch of the padded input (L columns per image), for the pitched col2im."""

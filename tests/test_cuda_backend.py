@@ -384,6 +384,14 @@ def test_activations(dtype):
         close(gx[ok], num[ok], rtol=2e-2 if dtype == np.float32 else 1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_act(dtype):
+    """The fused residual add + ReLU/ReLU6, against the CPU twin to the bit."""
+    a, b = (rand(2, 3, 4, 5, dtype=dtype) * 5).astype(dtype), rand(2, 3, 4, 5, dtype=dtype)
+    for code in (ACTIVATIONS["relu"], ACTIVATIONS["relu6"]):
+        np.testing.assert_array_equal(H(G.act.add_act(D(a), D(b), code)), C.act.add_act(a, b, code))
+
+
 def test_softmax():
     x = rand(3, 7)
     x[1, 2] = 50.0

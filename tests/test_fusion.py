@@ -46,7 +46,11 @@ def _graph():
     k = L.BatchNorm(name="bn6")(k)
     m = L.Conv2D(4, 1, name="c7")(k)                   # c7's own output is a model output: nothing fuses
     m2 = L.BatchNorm(name="bn7")(m)
-    return vk.Model(x, [k, d1, m, m2], name="fusion_graph")
+    r = L.Add(name="res")([c, d1])                     # a residual sum and its ReLU6: one add_act call
+    r = L.Activation("relu6", name="res_act")(r)
+    r3 = L.Add(name="res3")([c, d1, c])                # three inputs: not fused
+    r3 = L.Activation("relu", name="res3_act")(r3)
+    return vk.Model(x, [k, d1, m, m2, r, r3], name="fusion_graph")
 
 
 def test_the_plan_fuses_exactly_the_safe_chains():
@@ -56,6 +60,7 @@ def test_the_plan_fuses_exactly_the_safe_chains():
         "dw": (("bn2",), None),
         "c3": (("act3",), "relu"),
         "c4": (("bn4",), None),
+        "res": (("res_act",), "relu6"),
     }
 
 
@@ -93,3 +98,20 @@ def test_resnet_block_fuses_and_matches():
     assert sum(1 for absorbed, _ in chains.values() if len(absorbed) == 2) >= 9
     x = np.random.default_rng(4).standard_normal((1, 3, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation,ref", [("relu", lambda v: np.maximum(v, 0)),
+                                            ("relu6", lambda v: np.clip(v, 0, 6))])
+def test_add_act_is_the_add_then_the_activation_to_the_bit(activation, ref):
+    rng = np.random.default_rng(3)
+    a, b = (4 * rng.standard_normal((2, 3, 5, 7))).astype(np.float32), rng.standard_normal((2, 3, 5, 7)).astype(
+        np.float32)
+    a[0, 1, 2, 3] = np.nan  # NaN passes through, as the activation kernels keep it
+    got = vk.ops.add_act(a, b, activation)
+    want = vk.ops.activation(vk.ops.add(a, b), activation)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, ref(a + b))
+    with pytest.raises(ValueError, match="add_act: activation must be one of"):
+        vk.ops.add_act(a, b, "tanh")
+    with pytest.raises(ValueError, match="shapes differ"):
+        vk.ops.add_act(a, b[:1], "relu")

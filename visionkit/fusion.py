@@ -11,6 +11,9 @@ epilogue while each tile is in cache, instead of two more passes over the activa
 spend most of their non-convolution time there). BatchNorm's scale and shift come from its running statistics at
 every call, so weights that change (training, loading) need no invalidation. The result equals the separate
 layers' to float32 rounding. Runs that keep a tape, or train, never fuse: backward needs every intermediate.
+
+A residual block's two-input Add followed by a relu/relu6 Activation (its only consumer, not a model output) runs
+as one ``ops.add_act`` call likewise, bitwise equal to the two layers.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ from dataclasses import dataclass
 
 from .layers.activation import Activation
 from .layers.conv import Conv2D, DepthwiseConv2D
+from .layers.merge import Add
 from .layers.norm import BatchNorm
-from .ops import conv2d_bn_act
+from .ops import add_act, conv2d_bn_act
 from .ops.conv import FUSABLE_ACTIVATIONS
 
 
 @dataclass(frozen=True)
 class Chain:
-    head: int  # the convolution's node index
+    head: int  # the convolution's (or Add's) node index
     tail: int  # the node whose value the fused call produces
     absorbed: tuple  # node indices the fused call stands in for (not run)
-    conv: object
+    conv: object  # the Conv2D / DepthwiseConv2D, or the Add
     bn: object  # BatchNorm layer or None
     activation: str | None
 
@@ -37,6 +41,15 @@ class Chain:
 def _only_consumer(k, consumers_of, outputs):
     users = consumers_of[k]
     return users[0] if len(users) == 1 and k not in outputs else None
+
+
+def _fusable_activation(k, order, inbound, consumers_of, outputs):
+    """The relu/relu6 Activation node that is node k's only consumer, not a model output, or None."""
+    a = _only_consumer(k, consumers_of, outputs)
+    if (a is not None and type(order[a].layer) is Activation and inbound[a] == [k]
+            and order[a].layer.activation in FUSABLE_ACTIVATIONS and not order[a].layer.params):
+        return a
+    return None
 
 
 def plan(order, inbound, output_idx):
@@ -49,6 +62,11 @@ def plan(order, inbound, output_idx):
     chains = {}
     for k, node in enumerate(order):
         conv = node.layer
+        if type(conv) is Add and len(inbound[k]) == 2:
+            a = _fusable_activation(k, order, inbound, consumers_of, outputs)
+            if a is not None:
+                chains[k] = Chain(k, a, (a,), conv, None, order[a].layer.activation)
+            continue
         if type(conv) not in (Conv2D, DepthwiseConv2D) or conv.activation is not None:
             continue
         tail, bn, act, absorbed = k, None, None, []
@@ -56,9 +74,8 @@ def plan(order, inbound, output_idx):
         if m is not None and isinstance(order[m].layer, BatchNorm) and inbound[m] == [tail]:
             tail, bn = m, order[m].layer
             absorbed.append(m)
-        a = _only_consumer(tail, consumers_of, outputs)
-        if (a is not None and type(order[a].layer) is Activation and inbound[a] == [tail]
-                and order[a].layer.activation in FUSABLE_ACTIVATIONS and not order[a].layer.params):
+        a = _fusable_activation(tail, order, inbound, consumers_of, outputs)
+        if a is not None:
             tail, act = a, order[a].layer.activation
             absorbed.append(a)
         if absorbed:
@@ -72,9 +89,12 @@ def describe(chain):
     return "+".join(parts + ([chain.activation] if chain.activation else []))
 
 
-def run(chain, x):
-    """The chain's output for input x, in one fused call."""
+def run(chain, ins):
+    """The chain's output for its head's inputs ins (a list), in one fused call."""
     conv, bn = chain.conv, chain.bn
+    if type(conv) is Add:
+        return add_act(ins[0], ins[1], chain.activation)
+    x = ins[0]
     stats = None
     if bn is not None:
         stats = (bn.running_mean.value, bn.running_var.value, bn.gamma.value if bn.gamma is not None else None,

@@ -292,7 +292,7 @@ class Model(Layer):
             ins = [vals[j] for j in inbound[k]]
             start = perf_counter() if timings is not None else 0.0
             if k in chains:  # the whole chain in one call; its inner nodes hold no value
-                vals[chains[k].tail] = fusion.run(chains[k], ins[0])
+                vals[chains[k].tail] = fusion.run(chains[k], ins)
             else:
                 y, ctx = node.layer.forward(ins if node.multi_input else ins[0], training)
                 vals[k] = y

@@ -66,6 +66,7 @@ dense
 act
     act_forward(x, code, a) -> y           elementwise, any shape; code from ACTIVATIONS below, a = its parameter
     act_backward(gy, x, y, code, a) -> gx
+    add_act(a, b, code) -> y               act(a + b) for code 0 (relu) or 9 (relu6): inference's residual add
     softmax_forward(x, log) -> y            x is 2-D (rows, classes), softmax along axis 1
     softmax_backward(gy, y, log) -> gx
     dropout_forward(x, p, seed) -> (y, mask)   mask uint8; keep iff hash(seed, flat index) >= p; y = x*mask/(1-p)

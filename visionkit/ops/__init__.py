@@ -20,7 +20,7 @@ from .pool import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_m
                    global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward, max_pool2d,
                    max_pool2d_backward)
 from .resize import interpolate, interpolate_backward
-from .tensor import add, concat, concat_backward, pad, pad_backward, scale_channels, scale_channels_backward
+from .tensor import add, add_act, concat, concat_backward, pad, pad_backward, scale_channels, scale_channels_backward
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv2d_bn_act", "conv2d_relu", "conv_transpose2d", "conv_transpose2d_backward",
@@ -35,6 +35,6 @@ __all__ = [
     "sigmoid_backward", "hardsigmoid_backward", "hardswish_backward", "activation", "activation_backward",
     "prelu", "prelu_backward", "softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
     "dropout", "dropout_backward", "interpolate", "interpolate_backward", "pad", "pad_backward",
-    "add", "concat", "concat_backward", "scale_channels", "scale_channels_backward",
+    "add", "add_act", "concat", "concat_backward", "scale_channels", "scale_channels_backward",
     "same_padding", "conv_output_size", "pool_output_size", "to_device", "to_numpy",
 ]

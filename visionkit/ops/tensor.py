@@ -59,6 +59,20 @@ def add(*xs):
     return y
 
 
+def add_act(a, b, activation):
+    """activation(a + b) in one pass, activation "relu" or "relu6": a residual block's sum and activation, which
+    inference runs fuse (visionkit/fusion.py). Equal to ``add`` then the activation, to the bit."""
+    from .conv import FUSABLE_ACTIVATIONS  # (ops.conv holds the codes the fused kernels take)
+
+    if activation not in FUSABLE_ACTIVATIONS:
+        raise ValueError(f"add_act: activation must be one of {sorted(FUSABLE_ACTIVATIONS)}, got {activation!r}")
+    a = _arr(a)
+    b = _match(_arr(b), a, "input")
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"add_act: shapes differ: {tuple(a.shape)} and {tuple(b.shape)}")
+    return backend_of(a).act.add_act(a, b, FUSABLE_ACTIVATIONS[activation])
+
+
 def _scale_args(x, scale, op):
     x = _arr(x)
     s = _match(_arr(scale), x, "scale")

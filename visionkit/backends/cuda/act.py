@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import config, cuda, float64
 
-from .tensor import RED_TPB, block_sum, empty, flat, grid1d, red_threads
+from .tensor import RED_TPB, add, block_sum, empty, flat, grid1d, red_threads
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -121,6 +121,11 @@ def act_forward(x, code, a):
         b, t = grid1d(x.size)
         _act_kernels(x.dtype)[0][b, t](flat(x), flat(y), int(code), x.dtype.type(a))
     return y
+
+
+def add_act(a, b, code):
+    """act(a + b), code 0 (relu) or 9 (relu6): the CPU twin's fused residual add, here the two kernels."""
+    return act_forward(add(a, b), code, 0.0)
 
 
 def act_backward(gy, x, y, code, a):

@@ -80,3 +80,18 @@ def gemm(a, b, c, beta):
     else:
         _dgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
                c.ctypes.data, ldc)
+
+
+@njit(nogil=True, cache=True)
+def gemm_nt(a, b, c):
+    """c = a @ b.T for 2-D float32 or float64 arrays whose rows are contiguous: b is (N, K), as a dense layer's
+    (out, in) weight. One BLAS call. Only when ``AVAILABLE``."""
+    M, K = a.shape
+    N = b.shape[0]
+    lda, ldb, ldc = a.strides[0] // a.itemsize, b.strides[0] // b.itemsize, c.strides[0] // c.itemsize
+    if a.itemsize == 4:
+        _sgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, np.float32(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
+               np.float32(0.0), c.ctypes.data, ldc)
+    else:
+        _dgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
+               c.ctypes.data, ldc)

@@ -277,10 +277,13 @@ def _pointwise_forward(x, w, y, ep, affine, act, finish):
     expansions and projections, each a short GEMM whose Python-pool hand-offs cost as much as its arithmetic."""
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
     P = x.shape[2] * x.shape[3]
-    chunks = -(-P // max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
-    chunk = -(-P // chunks)  # equal chunks: a cap of 195 pixels had cut a 14x14 image into 195 + 1
     flops = 2.0 * N * O * C * P
     workers = threads.kernel_workers(flops)
+    chunks = -(-P // max(64, POINTWISE_CHUNK_BYTES // ((C + O) * x.itemsize)))
+    if N == 1 and workers < chunks < 4 * workers:
+        # a few chunks: as many for every worker (5 chunks of a 56x56 image ran as 3 on one thread, 2 on the other)
+        chunks = -(-chunks // workers) * workers
+    chunk = -(-P // chunks)  # equal chunks: a cap of 195 pixels had cut a 14x14 image into 195 + 1
     items = N * -(-P // chunk)
     osplit = workers if items < workers and O >= 8 * workers else 1
     with threads.single_threaded_blas():

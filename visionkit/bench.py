@@ -590,7 +590,7 @@ def header_lines(report):
         lines.append("OpenMP: " + "; ".join(_blas_line(d) for d in omp))
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in s.versions.items() if v))
     lines.append("Env: " + " ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in s.env.items()
-                                    if k.startswith(("OPENBLAS", "OMP_WAIT"))))
+                                    if k.startswith(("OPENBLAS", "OMP_WAIT", "GOMP_SPIN"))))
     macs = report.macs_per_image
     lines.append(f"MACs per image: {macs:,}" if macs is not None else "MACs per image: unknown")
     return lines

@@ -108,7 +108,8 @@ def _tiles(N, OH, OW, K, Og, min_rows=1):
         workers = num_workers()
         if N < workers and bands % workers:
             bands += workers - bands % workers
-            rows = min(OH, max(min_rows, -(-OH // bands)))
+        # bands of equal height: 28 rows in 2 bands were 16 + 12 (ResNet's 3x3/2 conv into 28x28 at batch 1)
+        rows = min(OH, max(min_rows, -(-OH // bands)))
         return [(n, 1, a, min(a + rows, OH)) for n in range(N) for a in range(0, OH, rows)]
     nb = max(1, cols // P)
     if N < 2 * num_workers():  # a few images: one each, so every worker gets one

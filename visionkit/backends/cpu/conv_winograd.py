@@ -13,7 +13,9 @@ GEMM outputs (16 x C x tiles and 16 x O x tiles) small enough to stay in L2 betw
 The fused epilogue (bias, BatchNorm, ReLU/ReLU6) runs on each band while it is still in cache. Where numpy's BLAS
 can be called from Numba (``blas.AVAILABLE``), one ``prange`` kernel runs whole runs of bands, GEMMs included, on
 Numba's threads (``_forward_runs``, ``_weight_gradient_runs``); elsewhere the bands go to the Python pool as the
-im2col path's tiles do.
+im2col path's tiles do. A forward whose images make a single band (one small image) would run on one thread that
+way: it runs image by image instead, every thread taking a share of the transforms, then of the output channels
+(``_forward_image_parts``).
 """
 
 import numpy as np

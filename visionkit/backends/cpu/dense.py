@@ -23,7 +23,7 @@ def _linear_parts(x, w, y, parts):
 
 def linear_forward(x, w, b):
     flops = 2.0 * x.shape[0] * w.shape[0] * w.shape[1]
-    if blas.AVAILABLE and flops < threads.PARALLEL_MIN_FLOPS and x.dtype == w.dtype:
+    if blas.AVAILABLE and 0 < flops < threads.PARALLEL_MIN_FLOPS and x.dtype == w.dtype:
         # too little arithmetic for the pool, but the weight streams from memory on both cores: in the model at
         # batch 1, ResNet-18's 512 -> 1000 classifier 0.27 -> 0.16 ms, MobileNetV2's 1280 -> 1000 0.42 -> 0.23 ms
         y = np.empty((x.shape[0], w.shape[0]), x.dtype)

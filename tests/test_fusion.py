@@ -115,3 +115,24 @@ def test_add_act_is_the_add_then_the_activation_to_the_bit(activation, ref):
         vk.ops.add_act(a, b, "tanh")
     with pytest.raises(ValueError, match="shapes differ"):
         vk.ops.add_act(a, b[:1], "relu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+def test_the_fused_batchnorm_fold_is_batchnorms_own_to_the_bit(dtype, affine):
+    """The conv epilogue's scale and shift (one compiled loop) against BatchNorm's own (numpy), a zero variance
+    with eps 0 included (inf, as numpy gives)."""
+    from visionkit.backends.cpu.conv_epilogue import _epilogue
+    from visionkit.backends.cpu.norm import _affine
+
+    rng = np.random.default_rng(4)
+    mean, var = (3 * rng.standard_normal(33)).astype(dtype), (2 * rng.random(33) + 1e-7).astype(dtype)
+    var[0] = 0
+    gamma, beta = (rng.standard_normal(33).astype(dtype) for _ in range(2)) if affine else (None, None)
+    for eps in (1e-5, 1e-3, 0.0):
+        ep, fused = _epilogue(None, (mean, var, gamma, beta, eps), 33, dtype)
+        with np.errstate(divide="ignore"):
+            scale, shift, _ = _affine(mean, var, gamma, beta, eps, dtype)
+        assert fused and ep.dtype == dtype
+        np.testing.assert_array_equal(ep[1], scale)
+        np.testing.assert_array_equal(ep[2], shift)

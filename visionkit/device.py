@@ -65,11 +65,18 @@ def backend_name(a):
     return "cuda" if is_device_array(a) else "cpu"
 
 
+_cpu = None
+
+
 def get_backend(name):
     """The backend package ``visionkit.backends.<name>`` (CUDA imported lazily)."""
+    global _cpu
     if name == "cpu":
-        from .backends import cpu
-        return cpu
+        if _cpu is None:  # (every op call asks: an import statement each time cost ~1 us)
+            from .backends import cpu
+
+            _cpu = cpu
+        return _cpu
     if name == "cuda":
         _require_cuda()
         from .backends import cuda

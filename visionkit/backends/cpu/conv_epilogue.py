@@ -118,6 +118,18 @@ def _finish_planes(y, ep, affine, act):
         _store_inplace(yf[n, o], ep, o, affine, act)
 
 
+@njit(cache=True, error_model="numpy")  # x / 0 -> inf, as numpy (a zero variance with eps 0)
+def _fold_bn(ep, mean, var, weight, beta, eps):
+    """ep[1], ep[2] = BatchNorm's scale and shift, in float64 then rounded to ep's dtype: norm._affine's own
+    operations in its order (1 / sqrt(var + eps), weight * that, beta - mean * scale), so the same bits, in one
+    compiled loop where its ten numpy calls cost ~5 us of each fused layer call. weight / beta: None -> 1 / 0."""
+    for o in range(ep.shape[1]):
+        invstd = 1.0 / np.sqrt(np.float64(var[o]) + eps)
+        scale = (1.0 if weight is None else np.float64(weight[o])) * invstd
+        ep[1, o] = scale
+        ep[2, o] = (0.0 if beta is None else np.float64(beta[o])) - np.float64(mean[o]) * scale
+
+
 def _epilogue(b, bn, O, dtype):
     """(ep, affine): the (3, O) rows bias, scale, shift of _store. bn = (mean, var, weight, bias, eps) of a
     BatchNorm that follows, its scale and shift computed exactly as its own kernel computes them."""
@@ -128,5 +140,5 @@ def _epilogue(b, bn, O, dtype):
     if bn is None:
         return ep, False
     mean, var, weight, beta, eps = bn
-    ep[1], ep[2], _ = _affine(mean, var, weight, beta, eps, dtype)
+    _fold_bn(ep, mean, var, weight, beta, float(eps))
     return ep, True

@@ -69,6 +69,9 @@ CONV_EDGE = {
     # strided 1x1 (ResNet's shortcuts): a 1x1 conv of the subsampled input, odd sizes keep the last row/column
     "1x1_s2": _case(2, 4, 7, 6, 5, 1, stride=2),
     "1x1_s_pair": _case(1, 3, 5, 8, 4, 1, stride=(3, 2), bias=False),
+    # one image widened: output channels split between the threads, over one chunk of pixels or several
+    "1x1_widen": _case(1, 8, 9, 7, 24, 1),
+    "1x1_widen_chunks": _case(1, 8, 70, 70, 24, 1),
     # strided GEMM convs: im2col through phase planes (a ResNet-like 7x7/2 stem, uneven strides and padding)
     "stem_7x7_s2": _case(1, 3, 13, 10, 16, 7, stride=2, padding=3),
     "phases_s32_rect": _case(2, 5, 9, 12, 16, (3, 2), stride=(3, 2), padding="same"),

@@ -14,8 +14,9 @@ from .conv_epilogue import _finish_band, _images_out, _rows_out, _store_inplace
 def _pointwise_runs(x, w2, y, chunk, osplit, ep, affine, act, finish):
     """A 1x1, stride-1, unpadded, ungrouped conv on Numba's threads, BLAS called from the kernel (blas.gemm): each
     work item multiplies the (O / osplit, C) weights by one image's columns c0:c1 (pixels) and finishes that
-    output block (bias, BatchNorm, ReLU/ReLU6) while it is in cache. Items: images x column chunks x output-channel
-    parts (osplit > 1 when there are fewer chunks than threads, as in MobileNet's 7x7 layers at batch 1)."""
+    output block (bias, BatchNorm, ReLU/ReLU6) while it is in cache. Items: images x output-channel parts x column
+    chunks (osplit > 1 when there are fewer chunks than threads, as in MobileNet's 7x7 layers at batch 1, or when
+    one image widens); the parts outermost, so that each thread's run of items keeps to its channels."""
     N, C = x.shape[0], x.shape[1]
     O = w2.shape[0]
     P = x.shape[2] * x.shape[3]
@@ -26,9 +27,9 @@ def _pointwise_runs(x, w2, y, chunk, osplit, ep, affine, act, finish):
     for t in prange(N * nch * osplit):
         n = t // (nch * osplit)
         rest = t - n * nch * osplit
-        c0 = (rest // osplit) * chunk
+        c0 = (rest % nch) * chunk  # output-channel parts outermost: a thread's items share its channels
         c1 = min(P, c0 + chunk)
-        o0 = (rest % osplit) * part
+        o0 = (rest // nch) * part
         o1 = min(O, o0 + part)
         if o0 >= o1:
             continue

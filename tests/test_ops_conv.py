@@ -69,9 +69,8 @@ CONV_EDGE = {
     # strided 1x1 (ResNet's shortcuts): a 1x1 conv of the subsampled input, odd sizes keep the last row/column
     "1x1_s2": _case(2, 4, 7, 6, 5, 1, stride=2),
     "1x1_s_pair": _case(1, 3, 5, 8, 4, 1, stride=(3, 2), bias=False),
-    # one image widened: output channels split between the threads, over one chunk of pixels or several
+    # one image widened: output channels split between the threads (several pixel chunks: see below)
     "1x1_widen": _case(1, 8, 9, 7, 24, 1),
-    "1x1_widen_chunks": _case(1, 8, 70, 70, 24, 1),
     # strided GEMM convs: im2col through phase planes (a ResNet-like 7x7/2 stem, uneven strides and padding)
     "stem_7x7_s2": _case(1, 3, 13, 10, 16, 7, stride=2, padding=3),
     "phases_s32_rect": _case(2, 5, 9, 12, 16, (3, 2), stride=(3, 2), padding="same"),
@@ -114,6 +113,21 @@ CONV_EDGE = {
 def test_conv2d_random_vs_reference(case):
     x, w, b, kw = _make_conv(case)
     assert_close(ops.conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw), err_msg=str(case))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 9, 15), (1, 8, 11, 13), (3, 8, 9, 15)], ids=["one", "odd", "batch"])
+def test_pointwise_over_several_pixel_chunks(monkeypatch, shape):
+    """A 1x1 conv cut into pixel chunks (small chunks forced): one widening image's chunks within each thread's
+    output channels, and the chunk count rounded up to the workers; several images as before."""
+    from visionkit.backends.cpu import conv as conv_mod
+
+    monkeypatch.setattr(conv_mod, "POINTWISE_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(conv_mod.threads, "KERNEL_MIN_FLOPS", 0)  # every thread, however small
+    monkeypatch.setattr(conv_mod.threads, "PARALLEL_MIN_WORK", 0)
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal((24, 8, 1, 1)), rng.standard_normal(24)
+    assert_close(ops.conv2d(x, w, b), ref.conv2d(x, w, b), np.float64)
+    assert_close(ops.conv2d_relu(x, w, b), np.maximum(ref.conv2d(x, w, b), 0), np.float64)
 
 
 @pytest.mark.parametrize("name", list(CONV_EDGE))

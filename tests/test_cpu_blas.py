@@ -48,8 +48,8 @@ def test_gemm_nt_matches_numpy_on_row_blocks(dtype, m, k, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n,k,o", [(1, 512, 1000), (2, 33, 7), (5, 300, 129), (0, 8, 3)])
-def test_small_batch_dense_on_the_kernel_path(dtype, n, k, o):
+@pytest.mark.parametrize("n,k,o", [(1, 512, 1000), (2, 33, 7), (5, 300, 129), (0, 8, 3), (300, 64, 10), (600, 512, 40)])
+def test_dense_on_the_kernel_path(dtype, n, k, o):
     from visionkit.backends.cpu import dense
 
     rng = np.random.default_rng(o)

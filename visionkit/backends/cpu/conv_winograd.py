@@ -166,6 +166,15 @@ def _output_transform(M, y, n0, nb, i0, tiles_h, tw):
                             y[n0 + b, o, r + 1, q + 1] = u1 - u2 - u3
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _row_times_at(DYt, k, t, o, p, q):
+    """DYt[k:k + 4, t, o] = (p, q) A^T = (p, p + q, p - q, -q), one row of A dy A^T."""
+    DYt[k, t, o] = p
+    DYt[k + 1, t, o] = p + q
+    DYt[k + 2, t, o] = p - q
+    DYt[k + 3, t, o] = -q
+
+
 @njit(nogil=True, cache=True)
 def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DYt):
     """DYt[k, t, o] = (A dy A^T)[k // 4, k % 4] for dy the 2x2 output gradient of tile t = (image b, tile row i,
@@ -194,22 +203,10 @@ def _grad_transform(gy, n0, nb, i0, tiles_h, tw, DYt):
                     p1, q1 = g00 + g10, g01 + g11
                     p2, q2 = g00 - g10, g01 - g11
                     p3, q3 = -g10, -g11
-                    DYt[0, t, o] = p0
-                    DYt[1, t, o] = p0 + q0
-                    DYt[2, t, o] = p0 - q0
-                    DYt[3, t, o] = -q0
-                    DYt[4, t, o] = p1
-                    DYt[5, t, o] = p1 + q1
-                    DYt[6, t, o] = p1 - q1
-                    DYt[7, t, o] = -q1
-                    DYt[8, t, o] = p2
-                    DYt[9, t, o] = p2 + q2
-                    DYt[10, t, o] = p2 - q2
-                    DYt[11, t, o] = -q2
-                    DYt[12, t, o] = p3
-                    DYt[13, t, o] = p3 + q3
-                    DYt[14, t, o] = p3 - q3
-                    DYt[15, t, o] = -q3
+                    _row_times_at(DYt, 0, t, o, p0, q0)
+                    _row_times_at(DYt, 4, t, o, p1, q1)
+                    _row_times_at(DYt, 8, t, o, p2, q2)
+                    _row_times_at(DYt, 12, t, o, p3, q3)
     return bad == 0.0
 
 

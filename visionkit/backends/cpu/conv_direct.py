@@ -102,13 +102,35 @@ def _direct_backward_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
                 gw[o, c, i, j] = acc
 
 
+@njit(inline="always", fastmath={"contract"})
+def _flat_taps(acc, xf, w, o, c, Wp, dh, dw):
+    """acc += w[o, c, i, j] * (the flat padded plane xf shifted by tap (i, j)), over every tap: one long
+    contiguous loop per tap at the row pitch Wp (acc has L = (OH - 1) * Wp + OW elements)."""
+    L = acc.shape[0]
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            wv = w[o, c, i, j]
+            base = i * dh * Wp + j * dw
+            xs = xf[base:base + L]
+            for q in range(L):
+                acc[q] += wv * xs[q]
+
+
+@njit(inline="always")
+def _flat_store(y, n, o, acc, Wp, ep, affine, act):
+    """y[n, o] = epilogue(the OW real columns of each row of acc, laid out at the row pitch Wp)."""
+    OW = y.shape[3]
+    for oh in range(y.shape[2]):
+        _store(y[n, o, oh], acc[oh * Wp:oh * Wp + OW], ep, o, affine, act)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _flat_forward(xp, w, y, dh, dw, groups, ep, affine, act):
     """Stride-1 direct conv on a padded input, accumulating each output plane at the input's row pitch Wp so the
     inner loop runs over one long contiguous span, then copying the OW real columns of each row into y.
     The accumulator is thread-local so LLVM sees no aliasing and vectorises (8x faster than accumulating in y)."""
     N, _, Hp, Wp = xp.shape
-    O, Cg, KH, KW = w.shape
+    O, Cg = w.shape[0], w.shape[1]
     OH, OW = y.shape[2], y.shape[3]
     Og = O // groups
     L = (OH - 1) * Wp + OW  # the last output row stops at OW: reading on would leave the input plane
@@ -118,16 +140,8 @@ def _flat_forward(xp, w, y, dh, dw, groups, ep, affine, act):
         g = o // Og
         acc = np.zeros(L, xp.dtype)
         for c in range(Cg):
-            xf = xp[n, g * Cg + c].reshape(Hp * Wp)
-            for i in range(KH):
-                for j in range(KW):
-                    wv = w[o, c, i, j]
-                    base = i * dh * Wp + j * dw
-                    xs = xf[base:base + L]
-                    for q in range(L):
-                        acc[q] += wv * xs[q]
-        for oh in range(OH):
-            _store(y[n, o, oh], acc[oh * Wp:oh * Wp + OW], ep, o, affine, act)
+            _flat_taps(acc, xp[n, g * Cg + c].reshape(Hp * Wp), w, o, c, Wp, dh, dw)
+        _flat_store(y, n, o, acc, Wp, ep, affine, act)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -215,23 +229,14 @@ def _dw_flat_forward(x, w, y, pt, pl, Hp, Wp, dh, dw, ep, affine, act):
     """_flat_forward for a depthwise conv (one input channel per output, stride 1) on the unpadded input: each
     worker pads its own plane (_padded_plane), then accumulates at the row pitch Wp as _flat_forward does."""
     N, C = x.shape[0], x.shape[1]
-    KH, KW = w.shape[2], w.shape[3]
     OH, OW = y.shape[2], y.shape[3]
     L = (OH - 1) * Wp + OW
     for t in prange(N * C):
         n = t // C
         c = t - n * C
-        xf = _padded_plane(x, n, c, pt, pl, Hp, Wp).reshape(Hp * Wp)
         acc = np.zeros(L, x.dtype)
-        for i in range(KH):
-            for j in range(KW):
-                wv = w[c, 0, i, j]
-                base = i * dh * Wp + j * dw
-                xs = xf[base:base + L]
-                for q in range(L):
-                    acc[q] += wv * xs[q]
-        for oh in range(OH):
-            _store(y[n, c, oh], acc[oh * Wp:oh * Wp + OW], ep, c, affine, act)
+        _flat_taps(acc, _padded_plane(x, n, c, pt, pl, Hp, Wp).reshape(Hp * Wp), w, c, 0, Wp, dh, dw)
+        _flat_store(y, n, c, acc, Wp, ep, affine, act)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

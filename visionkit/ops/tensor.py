@@ -4,6 +4,7 @@ import numpy as np
 
 from ..device import backend_of, is_device_array
 from ._args import _arr, _expect_shape, _match
+from .conv import FUSABLE_ACTIVATIONS
 
 
 _PAD_MODES = {"constant": 0, "reflect": 1, "replicate": 2}
@@ -62,8 +63,6 @@ def add(*xs):
 def add_act(a, b, activation):
     """activation(a + b) in one pass, activation "relu" or "relu6": a residual block's sum and activation, which
     inference runs fuse (visionkit/fusion.py). Equal to ``add`` then the activation, to the bit."""
-    from .conv import FUSABLE_ACTIVATIONS  # (ops.conv holds the codes the fused kernels take)
-
     if activation not in FUSABLE_ACTIVATIONS:
         raise ValueError(f"add_act: activation must be one of {sorted(FUSABLE_ACTIVATIONS)}, got {activation!r}")
     a = _arr(a)

@@ -191,7 +191,6 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     w2 = w.reshape(O, K)
     pointwise = _is_pointwise(w.shape, stride, pads)
     pitched = stride == (1, 1) and not pointwise
-    Wp = W + pads[2] + pads[3]
     tiles = _tiles(N, OH, OW, K, Og)
     flops = 2.0 * y.size * K
     # fewer tiles than workers (one small image: ResNet's 14x14 and 7x7 stages at batch 1): the tiles run one

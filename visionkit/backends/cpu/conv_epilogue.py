@@ -5,7 +5,6 @@ import numpy as np
 from numba import njit, prange
 
 from .act import _act
-from .norm import _affine
 
 
 @njit(nogil=True, cache=True, inline="always")

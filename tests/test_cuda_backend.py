@@ -153,6 +153,19 @@ def test_conv2d_float64_and_no_bias():
     close(H(gx), C.conv.conv2d_backward_input(gy, w, x.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1), np.float64)
 
 
+def test_expand_depthwise_project():
+    """The inference block (1x1, depthwise 3x3 stride 2, 1x1, each with bias, BatchNorm and ReLU6 or not) against
+    the CPU twin, which runs it as one channels-last kernel."""
+    x = rand(1, 3, 5, 4)
+    bn = (rand(6) * 0.1, np.abs(rand(6)) + 0.5, rand(6), rand(6), 1e-3)
+    stages = [(rand(6, 3, 1, 1), rand(6), bn, ACTIVATIONS["relu6"]), (rand(6, 1, 3, 3), None, None, 0),
+              (rand(2, 6, 1, 1), rand(2), None, -1)]
+    on_gpu = [(D(w), None if b is None else D(b), None if s is None else tuple(D(v) for v in s[:4]) + (s[4],), a)
+              for w, b, s, a in stages]
+    y = G.conv.expand_depthwise_project(D(x), *on_gpu, (2, 2), (1, 1, 1, 1))
+    close(H(y), C.conv.expand_depthwise_project(x, *stages, (2, 2), (1, 1, 1, 1)))
+
+
 def test_conv_backward_input_larger_x_shape():
     """conv_transpose2d's output_padding: rows/cols that no window touches get zero (both paths)."""
     for cin, groups in ((4, 1), (2, 2)):

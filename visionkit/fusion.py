@@ -14,6 +14,10 @@ layers' to float32 rounding. Runs that keep a tape, or train, never fuse: backwa
 
 A residual block's two-input Add followed by a relu/relu6 Activation (its only consumer, not a model output) runs
 as one ``ops.add_act`` call likewise, bitwise equal to the two layers.
+
+Three such chains in a row, a 1x1 conv -> a depthwise conv (dilation 1) -> a 1x1 conv, each the only consumer of
+the one before (MobileNetV2's inverted residual block up to its Add), run as one ``ops.expand_depthwise_project``
+call (a ``Block``): on the CPU one kernel whose intermediates stay channels-last in cache.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .layers.activation import Activation
 from .layers.conv import Conv2D, DepthwiseConv2D
 from .layers.merge import Add
 from .layers.norm import BatchNorm
-from .ops import add_act, conv2d_bn_act
+from .ops import add_act, conv2d_bn_act, expand_depthwise_project
 from .ops.conv import FUSABLE_ACTIVATIONS
 
 
@@ -36,6 +40,14 @@ class Chain:
     conv: object  # the Conv2D / DepthwiseConv2D, or the Add
     bn: object  # BatchNorm layer or None
     activation: str | None
+
+
+@dataclass(frozen=True)
+class Block:
+    head: int  # the expansion's node index
+    tail: int  # the node whose value the fused call produces (the projection chain's tail)
+    absorbed: tuple  # node indices the fused call stands in for (not run)
+    stages: tuple  # the expansion, depthwise and projection Chains
 
 
 def _only_consumer(k, consumers_of, outputs):
@@ -53,7 +65,7 @@ def _fusable_activation(k, order, inbound, consumers_of, outputs):
 
 
 def plan(order, inbound, output_idx):
-    """{head node index: Chain} for the graph (order, inbound) with outputs output_idx."""
+    """{head node index: Chain or Block} for the graph (order, inbound) with outputs output_idx."""
     consumers_of = [[] for _ in order]
     for k, ins in enumerate(inbound):
         for j in ins:
@@ -78,27 +90,77 @@ def plan(order, inbound, output_idx):
         if a is not None:
             tail, act = a, order[a].layer.activation
             absorbed.append(a)
-        if absorbed:
-            chains[k] = Chain(k, tail, tuple(absorbed), conv, bn, act)
-    return chains
+        chains[k] = Chain(k, tail, tuple(absorbed), conv, bn, act)
+    _blocks(chains, inbound, consumers_of, outputs)
+    return {k: c for k, c in chains.items() if type(c) is Block or c.absorbed}
+
+
+def _pointwise(conv):
+    return (conv.groups == 1 and tuple(conv.kernel_size) == (1, 1) and tuple(conv.strides) == (1, 1)
+            and _unpadded(conv.padding))
+
+
+def _unpadded(padding):
+    """A 1x1 stride-1 conv's padding ("valid", "same" or (ph, pw)) that adds nothing."""
+    return isinstance(padding, str) or tuple(padding) == (0, 0)
+
+
+def _depthwise(conv):
+    w = conv._weight().value.shape
+    return conv.groups == w[0] and w[1] == 1 and tuple(conv.dilation_rate) == (1, 1)
+
+
+def _next_chain(chain, chains, inbound, consumers_of, outputs):
+    """The conv chain that is the only consumer of chain's tail, taking nothing else, or None."""
+    c = _only_consumer(chain.tail, consumers_of, outputs)
+    if c is None or inbound[c] != [chain.tail]:
+        return None
+    nxt = chains.get(c)
+    return nxt if type(nxt) is Chain and type(nxt.conv) is not Add else None
+
+
+def _blocks(chains, inbound, consumers_of, outputs):
+    """Replace each 1x1 -> depthwise -> 1x1 run of conv chains by one Block, in place."""
+    for k in sorted(chains):
+        first = chains.get(k)
+        if type(first) is not Chain or type(first.conv) is Add or not _pointwise(first.conv):
+            continue
+        dw = _next_chain(first, chains, inbound, consumers_of, outputs)
+        if dw is None or not _depthwise(dw.conv):
+            continue
+        last = _next_chain(dw, chains, inbound, consumers_of, outputs)
+        if last is None or not _pointwise(last.conv):
+            continue
+        absorbed = first.absorbed + (dw.head,) + dw.absorbed + (last.head,) + last.absorbed
+        del chains[dw.head], chains[last.head]
+        chains[k] = Block(k, last.tail, absorbed, (first, dw, last))
 
 
 def describe(chain):
-    """"Conv2D+BatchNorm+relu6": what the fused call stands for."""
+    """"Conv2D+BatchNorm+relu6": what the fused call stands for (a Block's stages joined by " > ")."""
+    if type(chain) is Block:
+        return " > ".join(describe(c) for c in chain.stages)
     parts = [type(chain.conv).__name__] + (["BatchNorm"] if chain.bn is not None else [])
     return "+".join(parts + ([chain.activation] if chain.activation else []))
 
 
-def run(chain, ins):
-    """The chain's output for its head's inputs ins (a list), in one fused call."""
+def _stage(chain):
+    """A chain's (weight, bias, bn, activation) as the fused ops take them."""
     conv, bn = chain.conv, chain.bn
-    if type(conv) is Add:
-        return add_act(ins[0], ins[1], chain.activation)
-    x = ins[0]
     stats = None
     if bn is not None:
         stats = (bn.running_mean.value, bn.running_var.value, bn.gamma.value if bn.gamma is not None else None,
                  bn.beta.value if bn.beta is not None else None, bn.eps)
-    bias = conv.bias.value if conv.bias is not None else None
-    return conv2d_bn_act(x, conv._weight().value, bias, **conv._conv_kwargs(), bn=stats,
-                         activation=chain.activation)
+    return conv._weight().value, conv.bias.value if conv.bias is not None else None, stats, chain.activation
+
+
+def run(chain, ins):
+    """The chain's output for its head's inputs ins (a list), in one fused call."""
+    if type(chain) is Block:
+        dw = chain.stages[1].conv
+        return expand_depthwise_project(ins[0], *(_stage(c) for c in chain.stages), stride=dw.strides,
+                                        padding=dw.padding)
+    if type(chain.conv) is Add:
+        return add_act(ins[0], ins[1], chain.activation)
+    w, b, bn, act = _stage(chain)
+    return conv2d_bn_act(ins[0], w, b, **chain.conv._conv_kwargs(), bn=bn, activation=act)

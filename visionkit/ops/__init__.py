@@ -11,7 +11,8 @@ from .act import (activation, activation_backward, dropout, dropout_backward, el
                   hardsigmoid_backward, hardswish, hardswish_backward, leaky_relu, leaky_relu_backward, log_softmax,
                   log_softmax_backward, relu, relu6, relu6_backward, relu_backward, selu, selu_backward, sigmoid,
                   sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward)
-from .conv import conv2d, conv2d_backward, conv2d_bn_act, conv2d_relu, conv_transpose2d, conv_transpose2d_backward
+from .conv import (conv2d, conv2d_backward, conv2d_bn_act, conv2d_relu, conv_transpose2d, conv_transpose2d_backward,
+                   expand_depthwise_project)
 from .dense import linear, linear_backward
 from .norm import batch_norm, batch_norm_backward, local_response_norm, local_response_norm_backward
 from .prelu import prelu, prelu_backward
@@ -24,6 +25,7 @@ from .tensor import add, add_act, concat, concat_backward, pad, pad_backward, sc
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv2d_bn_act", "conv2d_relu", "conv_transpose2d", "conv_transpose2d_backward",
+    "expand_depthwise_project",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d",
     "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d", "global_max_pool2d_backward",

@@ -50,28 +50,67 @@ def conv2d_bn_act(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     """activation(batch_norm(conv2d(x, ...), *bn, training=False)) in one pass over the output, for inference:
     bn = (running_mean, running_var, weight, bias, eps) or None, activation None, "relu" or "relu6". What the
     three ops give one after the other, to float32 rounding (the model's inference runs fuse such chains)."""
-    if activation is not None and activation not in FUSABLE_ACTIVATIONS:
-        raise ValueError(f"conv2d_bn_act: activation must be one of {sorted(FUSABLE_ACTIVATIONS)} or None, "
-                         f"got {activation!r}")
-    if bn is not None:
-        mean, var, gamma, beta, eps = bn
-        C = weight.shape[0]
-        for name, v in (("running_mean", mean), ("running_var", var), ("weight", gamma), ("bias", beta)):
-            if v is not None and tuple(v.shape) != (C,):
-                raise ValueError(f"conv2d_bn_act: batch norm {name} must have shape ({C},), got {tuple(v.shape)}")
-        bn = (mean, var, gamma, beta, float(eps))
     return _conv2d(x, weight, bias, stride, padding, dilation, groups, "conv2d_bn_act", activation, bn)
+
+
+def _check_activation(activation, op):
+    if activation is not None and activation not in FUSABLE_ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be one of {sorted(FUSABLE_ACTIVATIONS)} or None, got {activation!r}")
+
+
+def _check_bn(bn, C, op):
+    """bn = (running_mean, running_var, weight, bias, eps) of a BatchNorm over C channels, or None."""
+    if bn is None:
+        return None
+    mean, var, gamma, beta, eps = bn
+    for name, v in (("running_mean", mean), ("running_var", var), ("weight", gamma), ("bias", beta)):
+        if v is not None and tuple(v.shape) != (C,):
+            raise ValueError(f"{op}: batch norm {name} must have shape ({C},), got {tuple(v.shape)}")
+    return (mean, var, gamma, beta, float(eps))
+
+
+def _epilogue_args(x, weight, bias, bn, activation, op):
+    """A fused stage's (weight, bias, bn, activation code), each array matched to x's device and dtype."""
+    _check_activation(activation, op)
+    bn = _check_bn(bn, weight.shape[0], op)
+    w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
+    _check_bias(b, w.shape[0], op)
+    if bn is not None:
+        bn = tuple(_match(v, x, "batch norm statistics") if v is not None else None for v in bn[:4]) + (bn[4],)
+    return w, b, bn, FUSABLE_ACTIVATIONS[activation] if activation is not None else -1
+
+
+def expand_depthwise_project(x, expand, depthwise, project, stride=1, padding=0):
+    """MobileNetV2's inverted residual block without its residual Add, for inference: a 1x1 conv (expansion), a
+    depthwise KxK conv with ``stride`` and ``padding`` (dilation 1), and a 1x1 conv (projection), each stage a
+    tuple (weight, bias, bn, activation) as conv2d_bn_act takes them, with weights (Ce, C, 1, 1), (Ce, 1, KH, KW)
+    and (P, Ce, 1, 1). Equal to the three conv2d_bn_act calls to float32 rounding; the CPU runs it as one kernel
+    whose intermediates stay channels-last (visionkit/backends/cpu/conv_block.py), other backends as the three
+    calls. The model's inference runs fuse such blocks."""
+    op = "expand_depthwise_project"
+    x = _arr(x)
+    _check_rank(x, 4, op)
+    (we, *e), (wd, *d), (wp, *p) = expand, depthwise, project
+    for name, w, shape in (("expansion", we, (None, x.shape[1], 1, 1)), ("depthwise", wd, (we.shape[0], 1)),
+                           ("projection", wp, (None, we.shape[0], 1, 1))):
+        if len(w.shape) != 4 or any(want is not None and got != want for got, want in zip(w.shape, shape)):
+            want = ", ".join("*" if v is None else str(v) for v in shape + (None,) * (4 - len(shape)))
+            raise ValueError(f"{op}: the {name} weight must have shape ({want}), got {tuple(w.shape)}")
+    stride = _pair(stride, "stride")
+    if min(stride) < 1:
+        raise ValueError(f"{op}: stride must be >= 1, got {stride}")
+    pads = _resolve_padding(padding, x.shape[2:], tuple(wd.shape[2:]), stride, (1, 1))
+    Ce = we.shape[0]
+    _check_conv((x.shape[0], Ce) + tuple(x.shape[2:]), wd.shape, stride, pads, (1, 1), Ce, op)
+    stages = [_epilogue_args(x, w, *rest, op) for w, rest in ((we, e), (wd, d), (wp, p))]
+    return backend_of(x).conv.expand_depthwise_project(x, *stages, stride, pads)
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, op, activation=None, bn=None):
     x = _arr(x)
     stride, pads, dilation, groups, _ = _conv_args(x, weight, stride, padding, dilation, groups, op)
-    w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
+    w, b, bn, act = _epilogue_args(x, weight, bias, bn, activation, op)
     _check_conv(x.shape, w.shape, stride, pads, dilation, groups, op)
-    _check_bias(b, w.shape[0], op)
-    if bn is not None:
-        bn = tuple(_match(v, x, "batch norm statistics") if v is not None else None for v in bn[:4]) + (bn[4],)
-    act = FUSABLE_ACTIVATIONS[activation] if activation is not None else -1
     return backend_of(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups, act, bn)
 
 

@@ -95,3 +95,20 @@ def gemm_nt(a, b, c):
     else:
         _dgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
                c.ctypes.data, ldc)
+
+
+@njit(nogil=True, cache=True)
+def gemm_at(ta, tb, M, N, K, a, a0, lda, b, b0, ldb, c, c0, ldc):
+    """c[c0:] = op(a[a0:]) @ op(b[b0:]) (beta 0) on flat float32 or float64 arrays, each matrix starting at an
+    element offset with its own leading dimension, row-major, op a transpose when ta / tb: for the channels-last
+    layouts of ``conv_block``, whose GEMMs read NCHW planes as transposed matrices. One BLAS call. Only when
+    ``AVAILABLE``."""
+    opa = TRANS if ta else NO_TRANS
+    opb = TRANS if tb else NO_TRANS
+    s = a.itemsize
+    # offsets as unsigned: Numba types uintp + int64 as float64
+    pa, pb, pc = a.ctypes.data + np.uintp(a0 * s), b.ctypes.data + np.uintp(b0 * s), c.ctypes.data + np.uintp(c0 * s)
+    if s == 4:
+        _sgemm(ROW_MAJOR, opa, opb, M, N, K, np.float32(1.0), pa, lda, pb, ldb, np.float32(0.0), pc, ldc)
+    else:
+        _dgemm(ROW_MAJOR, opa, opb, M, N, K, 1.0, pa, lda, pb, ldb, 0.0, pc, ldc)

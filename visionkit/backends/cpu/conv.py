@@ -19,12 +19,11 @@ This module holds the contract and the tiling; the kernels live beside it: ``con
 ``visionkit/backends/__init__.py``.
 """
 
-import threading
-
 import numpy as np
 
 from .. import conv_output_size
 from . import blas, threads
+from .conv_block import block_forward
 from .conv_blas import _im2col_image_runs, _im2col_tile_runs, _pointwise_runs
 from .conv_columns import _col2im_pitch_tile, _col2im_tile, _im2col_pitch_tile, _im2col_tile, _pitch_rows
 from .conv_direct import (
@@ -55,6 +54,7 @@ from .conv_winograd import (
     use_winograd,
     weight_gradient,
 )
+from .scratch import scratch as _scratch
 from .threads import gemm, launch, num_workers, run_tiles
 
 # A GEMM over fewer terms than this per output is dominated by im2col traffic: go direct.
@@ -115,21 +115,6 @@ def _tiles(N, OH, OW, K, Og, min_rows=1):
     if N < 2 * num_workers():  # a few images: one each, so every worker gets one
         nb = 1
     return [(n, min(nb, N - n), 0, OH) for n in range(0, N, nb)]
-
-
-class _Buffers(threading.local):
-    """Per-thread scratch reused across calls (fresh pages cost more than the im2col that fills them)."""
-
-    def get(self, name, size, dtype):
-        key = (name, np.dtype(dtype).str)
-        buf = self.__dict__.get(key)
-        if buf is None or buf.size < size:
-            buf = np.empty(max(size, 1), dtype)
-            self.__dict__[key] = buf
-        return buf[:size]
-
-
-_scratch = _Buffers()
 
 
 def _is_pointwise(w_shape, stride, pads):
@@ -246,6 +231,19 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     else:
         run_tiles(tiles, tile, flops)
     return y
+
+
+def expand_depthwise_project(x, expand, depthwise, project, stride, pads):
+    """project(depthwise(expand(x))) for inference: MobileNetV2's inverted residual block without its residual Add.
+    Each stage is (w, b, bn, act) as conv2d_forward takes them: w (Ce, C, 1, 1), (Ce, 1, KH, KW) and (P, Ce, 1, 1);
+    stride and pads are the depthwise conv's (dilation 1). One kernel with channels-last intermediates
+    (conv_block); without BLAS callable from Numba, the three convolutions one after another."""
+    if blas.AVAILABLE:
+        return block_forward(x, expand, depthwise, project, stride, pads)
+    (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
+    y = conv2d_forward(x, we, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1, act1, bn1)
+    y = conv2d_forward(y, wd, b2, stride, pads, (1, 1), y.shape[1], act2, bn2)
+    return conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
 
 
 def _im2col_tiles_kernel(x, w2, y, tiles, pitched, KH, KW, sh, sw, pt, pl, dh, dw, Wp, flops, ep, affine, act,

@@ -259,6 +259,16 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     return y
 
 
+def expand_depthwise_project(x, expand, depthwise, project, stride, pads):
+    """project(depthwise(expand(x))) (MobileNetV2's inverted residual block up to its Add), each stage (w, b, bn,
+    act) as conv2d_forward takes them: here the three convolutions one after another (the CPU twin runs one
+    kernel with channels-last intermediates)."""
+    (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
+    y = conv2d_forward(x, we, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1, act1, bn1)
+    y = conv2d_forward(y, wd, b2, stride, pads, (1, 1), y.shape[1], act2, bn2)
+    return conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
+
+
 def _conv2d_forward(x, w, b, stride, pads, dilation, groups):
     N, C, _, _, O, Cg, KH, KW, OH, OW, Og = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
     sh, sw = (int(v) for v in stride)

@@ -1,0 +1,199 @@
+"""MobileNetV2's inverted residual block without its residual Add, for inference: a 1x1 expansion, a depthwise
+KxK conv and a 1x1 projection, each with its epilogue (bias, an inference BatchNorm, ReLU/ReLU6), as one Numba
+kernel whose two intermediate tensors are channels-last (NHWC).
+
+Why channels-last: run as three NCHW convolutions, the depthwise conv walks each plane's rows, and on MobileNetV2's
+14x14 and 7x7 planes most of a row is a loop remainder (576 channels at 14x14: 0.10-0.17 ms against 0.06
+channels-last; 960 at 7x7: 0.08-0.16 against 0.03, one image, two threads). Channels-last, every tap is one
+contiguous run over the channels, vectorised whatever the plane's size. The 1x1 convs cost nothing to change
+layout: BLAS reads the NCHW input as a transposed matrix to write the expansion channels-last, and reads the
+channels-last depthwise output as a transposed matrix to write the projection NCHW. And one call replaces three
+layer calls (~19 us of Python each).
+
+Work split, per image, on ``parts`` threads: pixels (each thread a contiguous run of input pixels, then of output
+pixels, so that most of what a thread reads it wrote itself) when the image is large; channels for small images
+(each thread its expansion channels, the same channels of the depthwise conv, then its projection channels), whose
+pixel runs would be too short for BLAS.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .. import conv_output_size
+from . import threads
+from .act import _act
+from .blas import gemm_at
+from .conv_epilogue import _epilogue, _store
+from .scratch import scratch
+
+
+@njit(inline="always")
+def _store_channels(row, ep, c0, affine, act):
+    """row[k] = act((row[k] + bias) * scale + shift) with channel c0 + k's parameters (ep's rows bias, scale,
+    shift): conv_epilogue._store_inplace for a channels-last pixel, one loop per case so each vectorises."""
+    n = row.shape[0]
+    b = ep[0, c0:c0 + n]
+    s = ep[1, c0:c0 + n]
+    t = ep[2, c0:c0 + n]
+    if affine:
+        if act == 0:
+            for k in range(n):
+                row[k] = _act((row[k] + b[k]) * s[k] + t[k], 0, 0.0)
+        elif act == 9:
+            for k in range(n):
+                row[k] = _act((row[k] + b[k]) * s[k] + t[k], 9, 0.0)
+        else:
+            for k in range(n):
+                row[k] = (row[k] + b[k]) * s[k] + t[k]
+    else:
+        if act == 0:
+            for k in range(n):
+                row[k] = _act(row[k] + b[k], 0, 0.0)
+        elif act == 9:
+            for k in range(n):
+                row[k] = _act(row[k] + b[k], 9, 0.0)
+        else:
+            for k in range(n):
+                row[k] = row[k] + b[k]
+
+
+@njit(inline="always")
+def _expand(xf, x0, HW, C, we, E, q0, q1, e0, e1, ep, affine, act):
+    """E[q0:q1, e0:e1] = epilogue(x[:, q0:q1]^T @ we[e0:e1]^T): the expansion of pixels q0..q1 into channels
+    e0..e1, channels-last (x's plane n starts at element x0 of xf; we is the (Ce, C) weight)."""
+    Ce = E.shape[1]
+    gemm_at(True, True, q1 - q0, e1 - e0, C, xf, x0 + q0, HW, we.reshape(we.size), e0 * C, C, E.reshape(E.size),
+            q0 * Ce + e0, Ce)
+    for q in range(q0, q1):
+        _store_channels(E[q, e0:e1], ep, e0, affine, act)
+
+
+@njit(inline="always", fastmath={"contract"})
+def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act):
+    """D[q, c0:c1] = epilogue(the depthwise conv of E at output pixel q), q0 <= q < q1; E and D channels-last,
+    wd (KH, KW, channels). Each tap one contiguous run over the channels; the 3x3 windows inside the input sum
+    their nine taps in registers and store once, the others (borders, other kernels) accumulate tap by tap."""
+    KH, KW = wd.shape[0], wd.shape[1]
+    n = c1 - c0
+    for q in range(q0, q1):
+        oy = q // OW
+        iy0 = oy * sh - pt
+        ix0 = (q - oy * OW) * sw - pl
+        o = D[q, c0:c1]
+        if KH == 3 and KW == 3 and iy0 >= 0 and iy0 + 3 <= H and ix0 >= 0 and ix0 + 3 <= W:
+            r = iy0 * W + ix0
+            x00, x01, x02 = E[r, c0:c1], E[r + 1, c0:c1], E[r + 2, c0:c1]
+            x10, x11, x12 = E[r + W, c0:c1], E[r + W + 1, c0:c1], E[r + W + 2, c0:c1]
+            x20, x21, x22 = E[r + 2 * W, c0:c1], E[r + 2 * W + 1, c0:c1], E[r + 2 * W + 2, c0:c1]
+            w00, w01, w02 = wd[0, 0, c0:c1], wd[0, 1, c0:c1], wd[0, 2, c0:c1]
+            w10, w11, w12 = wd[1, 0, c0:c1], wd[1, 1, c0:c1], wd[1, 2, c0:c1]
+            w20, w21, w22 = wd[2, 0, c0:c1], wd[2, 1, c0:c1], wd[2, 2, c0:c1]
+            for k in range(n):
+                o[k] = (x00[k] * w00[k] + x01[k] * w01[k] + x02[k] * w02[k]
+                        + x10[k] * w10[k] + x11[k] * w11[k] + x12[k] * w12[k]
+                        + x20[k] * w20[k] + x21[k] * w21[k] + x22[k] * w22[k])
+        else:
+            for k in range(n):
+                o[k] = 0
+            for i in range(KH):
+                iy = iy0 + i
+                if iy < 0 or iy >= H:
+                    continue
+                for j in range(KW):
+                    ix = ix0 + j
+                    if ix < 0 or ix >= W:
+                        continue
+                    xr = E[iy * W + ix, c0:c1]
+                    wr = wd[i, j, c0:c1]
+                    for k in range(n):
+                        o[k] += xr[k] * wr[k]
+        _store_channels(o, ep, c0, affine, act)
+
+
+@njit(inline="always")
+def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act):
+    """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T): the projection of output pixels q0..q1 into
+    channels o0..o1, NCHW (the image's planes start at element y0 of yf). BLAS writes it channels-last into the
+    scratch Z, and the epilogue transposes: the NCHW product (wp @ D^T) ran 1.1-1.6x slower (56x56 pixels, 144
+    channels into 24: 0.42 against 0.28 ms on one thread)."""
+    Ce = D.shape[1]
+    M, N = q1 - q0, o1 - o0
+    gemm_at(False, True, M, N, Ce, D.reshape(D.size), q0 * Ce, Ce, wp.reshape(wp.size), o0 * Ce, Ce, Z, 0, N)
+    z = Z[:M * N].reshape(M, N)
+    for o in range(o0, o1):
+        _store(yf[y0 + o * OHW + q0:y0 + o * OHW + q1], z[:, o - o0], ep, o, affine, act)
+
+
+@njit(parallel=True, cache=True)
+def _block_forward(x, we, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3, affine3, act3,
+                   y, E, D, Z, parts, by_channels, chunk):
+    """y = project(depthwise(expand(x))) image by image: three parallel loops over ``parts`` (see the module
+    docstring), the pixel runs cut into chunks of at most ``chunk`` pixels so that each GEMM's block is still in
+    cache for its epilogue. E (H*W, Ce) and D (OH*OW, Ce) are scratch."""
+    N, C, H, W = x.shape
+    Ce = we.shape[0]
+    P, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    HW, OHW = H * W, OH * OW
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
+    for n in range(N):
+        for p in prange(parts):
+            if by_channels:
+                e0, e1 = p * Ce // parts, (p + 1) * Ce // parts
+                a, b = 0, HW
+            else:
+                e0, e1 = 0, Ce
+                a, b = p * HW // parts, (p + 1) * HW // parts
+            if e0 < e1:
+                for q0 in range(a, b, chunk):
+                    _expand(xf, n * C * HW, HW, C, we, E, q0, min(b, q0 + chunk), e0, e1, ep1, affine1, act1)
+        for p in prange(parts):
+            if by_channels:
+                _depthwise(E, H, W, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl, ep2,
+                           affine2, act2)
+            else:
+                _depthwise(E, H, W, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
+                           ep2, affine2, act2)
+        for p in prange(parts):
+            if by_channels and p * P // parts < (p + 1) * P // parts:
+                _project(D, wp, Z[p], yf, n * P * OHW, OHW, 0, OHW, p * P // parts, (p + 1) * P // parts, ep3,
+                         affine3, act3)
+            elif not by_channels:
+                a, b = p * OHW // parts, (p + 1) * OHW // parts
+                for q0 in range(a, b, chunk):
+                    _project(D, wp, Z[p], yf, n * P * OHW, OHW, q0, min(b, q0 + chunk), 0, P, ep3, affine3,
+                             act3)
+
+
+# Images with fewer output pixels than this split the block by channels: a thread's share of a 14x14 image's pixels
+# (98) makes GEMMs too short for BLAS's blocking.
+BY_CHANNELS_BELOW = 400
+# pixels per GEMM of the pixel split: its input and output blocks ((C + Ce) x this) stay in L2 for the epilogue
+CHUNK_BYTES = 512 << 10
+
+
+def block_forward(x, expand, depthwise, project, stride, pads):
+    """project(depthwise(expand(x))) for inference (see the module docstring); conv.expand_depthwise_project
+    describes the arguments. Only when ``blas.AVAILABLE``."""
+    N, C, H, W = x.shape
+    (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
+    Ce, P, KH, KW = we.shape[0], wp.shape[0], wd.shape[2], wd.shape[3]
+    OH = conv_output_size(H, KH, stride[0], pads[0] + pads[1], 1)
+    OW = conv_output_size(W, KW, stride[1], pads[2] + pads[3], 1)
+    y = np.empty((N, P, OH, OW), x.dtype)
+    ep1, affine1 = _epilogue(b1, bn1, Ce, x.dtype)
+    ep2, affine2 = _epilogue(b2, bn2, Ce, x.dtype)
+    ep3, affine3 = _epilogue(b3, bn3, P, x.dtype)
+    flops = 2.0 * N * (H * W * Ce * C + OH * OW * Ce * (KH * KW + P))
+    parts = threads.kernel_workers(flops)
+    chunk = max(64, CHUNK_BYTES // ((Ce + max(C, P)) * x.itemsize))
+    E = scratch.get("block_e", H * W * Ce, x.dtype).reshape(H * W, Ce)
+    D = scratch.get("block_d", OH * OW * Ce, x.dtype).reshape(OH * OW, Ce)
+    zsize = max(chunk * P, OH * OW * -(-P // parts))
+    Z = scratch.get("block_z", parts * zsize, x.dtype).reshape(parts, zsize)
+    with threads.single_threaded_blas():
+        threads.launch(_block_forward, flops if parts > 1 else 0, x, np.ascontiguousarray(we).reshape(Ce, C), ep1,
+                       affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2, affine2, int(act2),
+                       stride[0], stride[1], pads[0], pads[2], np.ascontiguousarray(wp).reshape(P, Ce), ep3,
+                       affine3, int(act3), y, E, D, Z, parts, OH * OW < BY_CHANNELS_BELOW, chunk)
+    return y

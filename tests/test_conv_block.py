@@ -24,11 +24,12 @@ def _stage(rng, o, c, k, dtype, bias=True, bn=True, activation="relu6"):
     return w, b, stats, activation
 
 
-def _reference(x, stages, stride, padding):
-    """The three convolutions, each with its BatchNorm and activation, in float64 numpy."""
+def _reference(x, stages, stride, padding, first=None):
+    """The three convolutions, each with its BatchNorm and activation, in float64 numpy; first: the first conv's
+    conv2d keyword arguments."""
     y = x.astype(np.float64)
     for i, (w, b, bn, act) in enumerate(stages):
-        kw = dict(stride=stride, padding=padding, groups=y.shape[1]) if i == 1 else {}
+        kw = dict(stride=stride, padding=padding, groups=y.shape[1]) if i == 1 else (first or {}) if i == 0 else {}
         y = ref.conv2d(y, w.astype(np.float64), None if b is None else b.astype(np.float64), **kw)
         if bn is not None:
             mean, var, gamma, beta, eps = (np.asarray(v, np.float64).reshape(1, -1, 1, 1) for v in bn)
@@ -48,6 +49,7 @@ def _three_calls(x, stages, stride, padding):
 CASES = {
     # name: (n, c, ce, p, h, w, k, stride, padding, chunk_bytes, by_channels_below)
     "mobilenet_s1": (1, 8, 24, 8, 9, 9, 3, 1, 1, 1 << 19, 0),
+    "residual_by_channels": (2, 6, 18, 6, 5, 4, 3, 1, "same", 1 << 19, 1 << 30),
     "mobilenet_s2_same": (1, 6, 20, 10, 10, 9, 3, 2, "same", 1 << 19, 0),
     "small_image_by_channels": (1, 8, 30, 12, 5, 6, 3, 1, 1, 1 << 19, 1 << 30),
     "by_channels_odd_split": (2, 3, 7, 5, 4, 4, 3, 2, 1, 1 << 19, 1 << 30),
@@ -78,6 +80,33 @@ def test_matches_the_reference_and_the_three_calls(monkeypatch, name, dtype, thr
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
     np.testing.assert_allclose(got, _three_calls(x, stages, stride, padding), rtol=tol, atol=tol * np.abs(want).max())
+    if got.shape == x.shape:  # the residual block: + x, to the bit of adding x to the block's output
+        np.testing.assert_array_equal(
+            ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding, residual=True), got + x)
+
+
+@pytest.mark.parametrize("threads_forced", [False, True], ids=["default-threads", "all-threads"])
+@pytest.mark.parametrize("first", [
+    dict(k=3, stride=2, padding=1, dilation=1),         # MobileNetV2's stem before its first block
+    dict(k=3, stride=1, padding="same", dilation=2),
+    dict(k=2, stride=(1, 2), padding=(0, 1), dilation=1),
+    dict(k=1, stride=2, padding=0, dilation=1),         # a strided 1x1 goes through im2col too
+], ids=["stem", "dilated", "asymmetric", "strided1x1"])
+def test_a_first_conv_that_is_not_pointwise(monkeypatch, first, threads_forced):
+    monkeypatch.setattr(conv_block, "CHUNK_BYTES", 0)  # the smallest chunks: several bands per thread
+    if threads_forced:
+        monkeypatch.setattr(threads, "KERNEL_MIN_FLOPS", 0)
+        monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 29, 50)).astype(np.float32)  # bands of 64 pixels: 1-2 rows
+    first = dict(first)
+    k = first.pop("k")
+    stages = [_stage(rng, 16, 3, k, np.float32), _stage(rng, 16, 1, 3, np.float32),
+              _stage(rng, 8, 16, 1, np.float32, activation=None)]
+    got = ops.expand_depthwise_project(x, *stages, stride=1, padding=1, expand_stride=first["stride"],
+                                       expand_padding=first["padding"], expand_dilation=first["dilation"])
+    want = _reference(x, stages, 1, 1, first)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("acts", [(None, None, None), ("relu", "relu", "relu"), ("relu6", None, "relu6")])
@@ -109,14 +138,16 @@ def test_bad_arguments_name_the_stage():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
     e, d, p = _stage(rng, 8, 4, 1, np.float32), _stage(rng, 8, 1, 3, np.float32), _stage(rng, 3, 8, 1, np.float32)
-    with pytest.raises(ValueError, match=r"the expansion weight must have shape \(\*, 4, 1, 1\), got \(8, 4, 3, 3\)"):
-        ops.expand_depthwise_project(x, _stage(rng, 8, 4, 3, np.float32), d, p)
+    with pytest.raises(ValueError, match=r"weight \(8, 5, 1, 1\) expects 5 input channels \(groups=1\), got 4"):
+        ops.expand_depthwise_project(x, _stage(rng, 8, 5, 1, np.float32), d, p)
     with pytest.raises(ValueError, match=r"the depthwise weight must have shape \(8, 1, \*, \*\)"):
         ops.expand_depthwise_project(x, e, _stage(rng, 8, 2, 3, np.float32), p)
     with pytest.raises(ValueError, match=r"the projection weight must have shape \(\*, 8, 1, 1\)"):
         ops.expand_depthwise_project(x, e, d, _stage(rng, 3, 6, 1, np.float32))
     with pytest.raises(ValueError, match="activation must be one of"):
         ops.expand_depthwise_project(x, e, d, p[:3] + ("tanh",))
+    with pytest.raises(ValueError, match=r"output \(1, 3, 6, 6\) must have the input's shape \(1, 4, 6, 6\)"):
+        ops.expand_depthwise_project(x, e, d, p, padding=1, residual=True)
     with pytest.raises(ValueError, match="larger than the padded input"):
         ops.expand_depthwise_project(x[:, :, :2, :2], e, d, p, padding=0)
 
@@ -129,6 +160,9 @@ def test_without_kernel_blas_it_is_the_three_calls(monkeypatch):
     monkeypatch.setattr(blas, "AVAILABLE", False)
     np.testing.assert_array_equal(ops.expand_depthwise_project(x, *stages, stride=2, padding=1),
                                   _three_calls(x, stages, 2, 1))
+    stages[2] = _stage(rng, 5, 10, 1, np.float32)
+    np.testing.assert_array_equal(ops.expand_depthwise_project(x, *stages, padding=1, residual=True),
+                                  _three_calls(x, stages, 1, 1) + x)
 
 
 # ----------------------------------------------------------------------------------------------- the fusion
@@ -144,14 +178,15 @@ def _inverted_residual_graph():
     a = L.Activation("relu6", name="dw_act")(a)
     a = L.Conv2D(8, 1, use_bias=False, name="project")(a)
     a = L.BatchNorm(name="project_bn")(a)
-    r = L.Add(name="residual")([x, a])
+    r = L.Add(name="residual")([x, a])                          # the residual Add joins the block
     b = L.Conv2D(16, 1, name="expand2")(r)                       # no BatchNorm, no activation: still a stage
     b = L.DepthwiseConv2D(3, strides=2, padding=1, name="dw2")(b)
     b = L.Conv2D(6, 1, name="project2")(b)
     c = L.Conv2D(12, 1, name="expand3")(b)
-    c = L.DepthwiseConv2D(3, padding=1, dilation_rate=2, name="dw_dilated")(c)  # dilated: not a block
+    c = L.DepthwiseConv2D(3, padding=2, dilation_rate=2, name="dw_dilated")(c)  # dilated: not a block
     c = L.Conv2D(6, 1, name="project3")(c)
-    return vk.Model(x, [r, c], name="inverted_residuals")
+    s = L.Add(name="not_residual")([b, c])                      # adds another tensor, not the block's input
+    return vk.Model(x, [r, s], name="inverted_residuals")
 
 
 def test_the_plan_makes_blocks_of_exactly_the_inverted_residuals():
@@ -160,11 +195,11 @@ def test_the_plan_makes_blocks_of_exactly_the_inverted_residuals():
     names = {model._order[k].layer.name: (type(c).__name__, tuple(model._order[j].layer.name for j in c.absorbed))
              for k, c in plan.items()}
     assert names == {
-        "expand": ("Block", ("expand_bn", "expand_act", "dw", "dw_bn", "dw_act", "project", "project_bn")),
+        "expand": ("Block", ("expand_bn", "expand_act", "dw", "dw_bn", "dw_act", "project", "project_bn", "residual")),
         "expand2": ("Block", ("dw2", "project2")),
     }
     assert fusion.describe(plan[next(k for k, c in plan.items() if model._order[k].layer.name == "expand")]) == \
-        "Conv2D+BatchNorm+relu6 > DepthwiseConv2D+BatchNorm+relu6 > Conv2D+BatchNorm"
+        "Conv2D+BatchNorm+relu6 > DepthwiseConv2D+BatchNorm+relu6 > Conv2D+BatchNorm > Add"
 
 
 def test_fused_blocks_match_the_separate_layers():
@@ -177,9 +212,14 @@ def test_fused_blocks_match_the_separate_layers():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * np.abs(a).max())
 
 
-def test_mobilenet_v2_runs_its_sixteen_expanding_blocks_fused():
+def test_mobilenet_v2_runs_its_seventeen_blocks_fused():
     from visionkit import registry
 
     model = registry.get_architecture("mobilenet_v2").build(seed=0)
     blocks = [c for c in model._fusion_plan()[0].values() if type(c) is fusion.Block]
-    assert len(blocks) == 16  # every inverted residual block but the first, which does not expand
+    # the first block does not expand: the 3x3/2 stem before it is its first conv
+    assert len(blocks) == 17 and model._order[blocks[0].head].layer.name == "features.0.0"
+    assert sum(b.residual for b in blocks) == 10  # those with stride 1 and as many channels out as in
+    x = np.random.default_rng(12).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    want = model(x)
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -164,6 +164,11 @@ def test_expand_depthwise_project():
               for w, b, s, a in stages]
     y = G.conv.expand_depthwise_project(D(x), *on_gpu, (2, 2), (1, 1, 1, 1))
     close(H(y), C.conv.expand_depthwise_project(x, *stages, (2, 2), (1, 1, 1, 1)))
+    x = rand(1, 2, 3, 3)  # the residual block: stride 1, as many channels out as in
+    stages[0] = (rand(6, 2, 1, 1), None, None, -1)
+    on_gpu[0] = (D(stages[0][0]), None, None, -1)
+    y = G.conv.expand_depthwise_project(D(x), *on_gpu, (1, 1), (1, 1, 1, 1), True)
+    close(H(y), C.conv.expand_depthwise_project(x, *stages, (1, 1), (1, 1, 1, 1), True))
 
 
 def test_conv_backward_input_larger_x_shape():

@@ -23,7 +23,9 @@ def _randomise_bn(model, seed=0):
 
 
 def _chains(model):
-    return {model._order[k].layer.name: (tuple(model._order[j].layer.name for j in c.absorbed), c.activation)
+    """{head layer: (absorbed layers, the chain's activation, or "block" for a conv -> depthwise -> 1x1 Block)}"""
+    return {model._order[k].layer.name: (tuple(model._order[j].layer.name for j in c.absorbed),
+                                         "block" if type(c) is fusion.Block else c.activation)
             for k, c in model._fusion_plan()[0].items()}
 
 
@@ -56,9 +58,9 @@ def _graph():
 def test_the_plan_fuses_exactly_the_safe_chains():
     model = _graph()
     assert _chains(model) == {
-        "c1": (("bn1", "act1"), "relu6"),
-        "dw": (("bn2",), None),
-        "c3": (("act3",), "relu"),
+        # c1 -> dw -> c3 is a Block (tests/test_conv_block.py): one call, its stages the chains c1 + bn1 + act1
+        # (relu6), dw + bn2 (a BatchNorm without an activation after it), c3 + act3 (relu without a BatchNorm)
+        "c1": (("bn1", "act1", "dw", "bn2", "c3", "act3"), "block"),
         "c4": (("bn4",), None),
         "res": (("res_act",), "relu6"),
     }

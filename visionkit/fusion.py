@@ -16,8 +16,10 @@ A residual block's two-input Add followed by a relu/relu6 Activation (its only c
 as one ``ops.add_act`` call likewise, bitwise equal to the two layers.
 
 Three such chains in a row, a 1x1 conv -> a depthwise conv (dilation 1) -> a 1x1 conv, each the only consumer of
-the one before (MobileNetV2's inverted residual block up to its Add), run as one ``ops.expand_depthwise_project``
-call (a ``Block``): on the CPU one kernel whose intermediates stay channels-last in cache.
+the one before (MobileNetV2's inverted residual block), run as one ``ops.expand_depthwise_project`` call (a
+``Block``): on the CPU one kernel whose intermediates stay channels-last in cache. The first conv may be any
+ungrouped conv (MobileNetV2's stem and its first block, which does not expand; MobileNetV1's pairs). When the last chain's only
+consumer is a two-input Add of it and the block's own input (the residual connection), the Add joins the block.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Block:
     tail: int  # the node whose value the fused call produces (the projection chain's tail)
     absorbed: tuple  # node indices the fused call stands in for (not run)
     stages: tuple  # the expansion, depthwise and projection Chains
+    residual: bool  # the block's input is added to its output (an absorbed Add)
 
 
 def _only_consumer(k, consumers_of, outputs):
@@ -91,7 +94,7 @@ def plan(order, inbound, output_idx):
             tail, act = a, order[a].layer.activation
             absorbed.append(a)
         chains[k] = Chain(k, tail, tuple(absorbed), conv, bn, act)
-    _blocks(chains, inbound, consumers_of, outputs)
+    _blocks(chains, order, inbound, consumers_of, outputs)
     return {k: c for k, c in chains.items() if type(c) is Block or c.absorbed}
 
 
@@ -119,11 +122,11 @@ def _next_chain(chain, chains, inbound, consumers_of, outputs):
     return nxt if type(nxt) is Chain and type(nxt.conv) is not Add else None
 
 
-def _blocks(chains, inbound, consumers_of, outputs):
-    """Replace each 1x1 -> depthwise -> 1x1 run of conv chains by one Block, in place."""
+def _blocks(chains, order, inbound, consumers_of, outputs):
+    """Replace each 1x1 -> depthwise -> 1x1 run of conv chains (and its residual Add) by one Block, in place."""
     for k in sorted(chains):
         first = chains.get(k)
-        if type(first) is not Chain or type(first.conv) is Add or not _pointwise(first.conv):
+        if type(first) is not Chain or type(first.conv) is not Conv2D or first.conv.groups != 1:
             continue
         dw = _next_chain(first, chains, inbound, consumers_of, outputs)
         if dw is None or not _depthwise(dw.conv):
@@ -132,14 +135,19 @@ def _blocks(chains, inbound, consumers_of, outputs):
         if last is None or not _pointwise(last.conv):
             continue
         absorbed = first.absorbed + (dw.head,) + dw.absorbed + (last.head,) + last.absorbed
+        tail, residual = last.tail, False
+        a = _only_consumer(last.tail, consumers_of, outputs)
+        if a is not None and a not in chains and type(order[a].layer) is Add and \
+                sorted(inbound[a]) == sorted([last.tail] + inbound[k]):
+            tail, residual, absorbed = a, True, absorbed + (a,)
         del chains[dw.head], chains[last.head]
-        chains[k] = Block(k, last.tail, absorbed, (first, dw, last))
+        chains[k] = Block(k, tail, absorbed, (first, dw, last), residual)
 
 
 def describe(chain):
     """"Conv2D+BatchNorm+relu6": what the fused call stands for (a Block's stages joined by " > ")."""
     if type(chain) is Block:
-        return " > ".join(describe(c) for c in chain.stages)
+        return " > ".join([describe(c) for c in chain.stages] + (["Add"] if chain.residual else []))
     parts = [type(chain.conv).__name__] + (["BatchNorm"] if chain.bn is not None else [])
     return "+".join(parts + ([chain.activation] if chain.activation else []))
 
@@ -158,8 +166,10 @@ def run(chain, ins):
     """The chain's output for its head's inputs ins (a list), in one fused call."""
     if type(chain) is Block:
         dw = chain.stages[1].conv
+        first = chain.stages[0].conv
         return expand_depthwise_project(ins[0], *(_stage(c) for c in chain.stages), stride=dw.strides,
-                                        padding=dw.padding)
+                                        padding=dw.padding, residual=chain.residual, expand_stride=first.strides,
+                                        expand_padding=first.padding, expand_dilation=first.dilation_rate)
     if type(chain.conv) is Add:
         return add_act(ins[0], ins[1], chain.activation)
     w, b, bn, act = _stage(chain)

@@ -22,10 +22,12 @@ conv
         bn = (mean, var, weight, bias, eps) applies a following inference-mode BatchNorm, act an activation code
         (0 relu, 9 relu6; -1 none) after it: the CPU does both in the pass that adds the bias (equal to the
         separate ops to float32 rounding).
-    expand_depthwise_project(x, expand, depthwise, project, stride, pads) -> y
-        inference only: conv2d_forward three times, a 1x1 conv, a depthwise conv (groups = channels, dilation 1,
-        with stride and pads) and a 1x1 conv, each stage (w, b, bn, act) as conv2d_forward takes them (the CPU in
-        one kernel whose intermediates are channels-last).
+    expand_depthwise_project(x, expand, depthwise, project, stride, pads, residual=False,
+                             expand_geometry=((1, 1), (0, 0, 0, 0), (1, 1))) -> y
+        inference only: conv2d_forward three times, an ungrouped conv (stride, pads, dilation = expand_geometry;
+        1x1 in an inverted residual block), a depthwise conv (groups = channels, dilation 1, with stride and pads)
+        and a 1x1 conv, each stage (w, b, bn, act) as conv2d_forward takes them, then + x when residual (the CPU
+        in one kernel whose intermediates are channels-last).
     conv2d_backward_input(gy, w, x_shape, stride, pads, dilation, groups) -> gx with shape x_shape
         (x_shape may be larger than the forward would need: rows/cols no window touches get zero.
         conv_transpose2d's forward is this function.)

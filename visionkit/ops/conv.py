@@ -80,30 +80,40 @@ def _epilogue_args(x, weight, bias, bn, activation, op):
     return w, b, bn, FUSABLE_ACTIVATIONS[activation] if activation is not None else -1
 
 
-def expand_depthwise_project(x, expand, depthwise, project, stride=1, padding=0):
-    """MobileNetV2's inverted residual block without its residual Add, for inference: a 1x1 conv (expansion), a
-    depthwise KxK conv with ``stride`` and ``padding`` (dilation 1), and a 1x1 conv (projection), each stage a
-    tuple (weight, bias, bn, activation) as conv2d_bn_act takes them, with weights (Ce, C, 1, 1), (Ce, 1, KH, KW)
-    and (P, Ce, 1, 1). Equal to the three conv2d_bn_act calls to float32 rounding; the CPU runs it as one kernel
-    whose intermediates stay channels-last (visionkit/backends/cpu/conv_block.py), other backends as the three
-    calls. The model's inference runs fuse such blocks."""
+def expand_depthwise_project(x, expand, depthwise, project, stride=1, padding=0, residual=False, expand_stride=1,
+                             expand_padding=0, expand_dilation=1):
+    """MobileNetV2's inverted residual block, for inference: a 1x1 conv (expansion), a depthwise KxK conv with
+    ``stride`` and ``padding`` (dilation 1), and a 1x1 conv (projection), each stage a tuple (weight, bias, bn,
+    activation) as conv2d_bn_act takes them, with weights (Ce, C, 1, 1), (Ce, 1, KH, KW) and (P, Ce, 1, 1); then,
+    with ``residual``, + x (whose shape the output must have). The first conv may be any ungrouped conv, with
+    ``expand_stride``, ``expand_padding`` and ``expand_dilation`` (MobileNetV2's 3x3/2 stem before its first
+    block, which does not expand). Equal to the three conv2d_bn_act calls (and add) to float32 rounding; the CPU
+    runs it as one kernel whose intermediates stay channels-last (visionkit/backends/cpu/conv_block.py), other
+    backends as the separate calls. The model's inference runs fuse such blocks."""
     op = "expand_depthwise_project"
     x = _arr(x)
-    _check_rank(x, 4, op)
     (we, *e), (wd, *d), (wp, *p) = expand, depthwise, project
-    for name, w, shape in (("expansion", we, (None, x.shape[1], 1, 1)), ("depthwise", wd, (we.shape[0], 1)),
-                           ("projection", wp, (None, we.shape[0], 1, 1))):
+    s1, pads1, d1, _, k1 = _conv_args(x, we, expand_stride, expand_padding, expand_dilation, 1, op)
+    _check_conv(x.shape, we.shape, s1, pads1, d1, 1, op)
+    Ce = we.shape[0]
+    h1 = (x.shape[0], Ce, conv_output_size(x.shape[2], k1[0], s1[0], pads1[0] + pads1[1], d1[0]),
+          conv_output_size(x.shape[3], k1[1], s1[1], pads1[2] + pads1[3], d1[1]))
+    for name, w, shape in (("depthwise", wd, (Ce, 1)), ("projection", wp, (None, Ce, 1, 1))):
         if len(w.shape) != 4 or any(want is not None and got != want for got, want in zip(w.shape, shape)):
             want = ", ".join("*" if v is None else str(v) for v in shape + (None,) * (4 - len(shape)))
             raise ValueError(f"{op}: the {name} weight must have shape ({want}), got {tuple(w.shape)}")
     stride = _pair(stride, "stride")
     if min(stride) < 1:
         raise ValueError(f"{op}: stride must be >= 1, got {stride}")
-    pads = _resolve_padding(padding, x.shape[2:], tuple(wd.shape[2:]), stride, (1, 1))
-    Ce = we.shape[0]
-    _check_conv((x.shape[0], Ce) + tuple(x.shape[2:]), wd.shape, stride, pads, (1, 1), Ce, op)
+    pads = _resolve_padding(padding, h1[2:], tuple(wd.shape[2:]), stride, (1, 1))
+    _check_conv(h1, wd.shape, stride, pads, (1, 1), Ce, op)
     stages = [_epilogue_args(x, w, *rest, op) for w, rest in ((we, e), (wd, d), (wp, p))]
-    return backend_of(x).conv.expand_depthwise_project(x, *stages, stride, pads)
+    if residual:
+        out = (x.shape[0], wp.shape[0], conv_output_size(h1[2], wd.shape[2], stride[0], pads[0] + pads[1]),
+               conv_output_size(h1[3], wd.shape[3], stride[1], pads[2] + pads[3]))
+        if out != tuple(x.shape):
+            raise ValueError(f"{op}: a residual block's output {out} must have the input's shape {tuple(x.shape)}")
+    return backend_of(x).conv.expand_depthwise_project(x, *stages, stride, pads, bool(residual), (s1, pads1, d1))
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, op, activation=None, bn=None):

@@ -233,17 +233,20 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     return y
 
 
-def expand_depthwise_project(x, expand, depthwise, project, stride, pads):
-    """project(depthwise(expand(x))) for inference: MobileNetV2's inverted residual block without its residual Add.
-    Each stage is (w, b, bn, act) as conv2d_forward takes them: w (Ce, C, 1, 1), (Ce, 1, KH, KW) and (P, Ce, 1, 1);
-    stride and pads are the depthwise conv's (dilation 1). One kernel with channels-last intermediates
+def expand_depthwise_project(x, expand, depthwise, project, stride, pads, residual=False,
+                             expand_geometry=((1, 1), (0, 0, 0, 0), (1, 1))):
+    """project(depthwise(expand(x))) for inference, + x with ``residual``: MobileNetV2's inverted residual block.
+    Each stage is (w, b, bn, act) as conv2d_forward takes them: w (Ce, C, KH1, KW1), (Ce, 1, KH, KW) and
+    (P, Ce, 1, 1); stride and pads are the depthwise conv's (dilation 1), expand_geometry the first conv's (stride,
+    pads, dilation; ungrouped, 1x1 in the inverted residual block). One kernel with channels-last intermediates
     (conv_block); without BLAS callable from Numba, the three convolutions one after another."""
     if blas.AVAILABLE:
-        return block_forward(x, expand, depthwise, project, stride, pads)
+        return block_forward(x, expand, depthwise, project, stride, pads, residual, expand_geometry)
     (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
-    y = conv2d_forward(x, we, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1, act1, bn1)
+    y = conv2d_forward(x, we, b1, *expand_geometry, 1, act1, bn1)
     y = conv2d_forward(y, wd, b2, stride, pads, (1, 1), y.shape[1], act2, bn2)
-    return conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
+    y = conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
+    return y + x if residual else y
 
 
 def _im2col_tiles_kernel(x, w2, y, tiles, pitched, KH, KW, sh, sw, pt, pl, dh, dw, Wp, flops, ep, affine, act,

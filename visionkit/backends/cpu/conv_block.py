@@ -23,18 +23,16 @@ from .. import conv_output_size
 from . import threads
 from .act import _act
 from .blas import gemm_at
+from .conv_columns import _im2col_tile
 from .conv_epilogue import _epilogue, _store
 from .scratch import scratch
 
 
 @njit(inline="always")
-def _store_channels(row, ep, c0, affine, act):
-    """row[k] = act((row[k] + bias) * scale + shift) with channel c0 + k's parameters (ep's rows bias, scale,
-    shift): conv_epilogue._store_inplace for a channels-last pixel, one loop per case so each vectorises."""
+def _store_channels(row, b, s, t, affine, act):
+    """row[k] = act((row[k] + b[k]) * s[k] + t[k]) (bias, scale, shift of each channel): conv_epilogue's
+    _store_inplace for a channels-last pixel, one loop per case so each vectorises."""
     n = row.shape[0]
-    b = ep[0, c0:c0 + n]
-    s = ep[1, c0:c0 + n]
-    t = ep[2, c0:c0 + n]
     if affine:
         if act == 0:
             for k in range(n):
@@ -58,23 +56,47 @@ def _store_channels(row, ep, c0, affine, act):
 
 
 @njit(inline="always")
+def _store_pixels(E, q0, q1, c0, c1, ep, affine, act):
+    """_store_channels over pixels q0..q1 of the channels-last E, channels c0..c1 (ep's rows bias, scale, shift)."""
+    b, s, t = ep[0, c0:c1], ep[1, c0:c1], ep[2, c0:c1]
+    for q in range(q0, q1):
+        _store_channels(E[q, c0:c1], b, s, t, affine, act)
+
+
+@njit(inline="always")
 def _expand(xf, x0, HW, C, we, E, q0, q1, e0, e1, ep, affine, act):
     """E[q0:q1, e0:e1] = epilogue(x[:, q0:q1]^T @ we[e0:e1]^T): the expansion of pixels q0..q1 into channels
     e0..e1, channels-last (x's plane n starts at element x0 of xf; we is the (Ce, C) weight)."""
     Ce = E.shape[1]
     gemm_at(True, True, q1 - q0, e1 - e0, C, xf, x0 + q0, HW, we.reshape(we.size), e0 * C, C, E.reshape(E.size),
             q0 * Ce + e0, Ce)
-    for q in range(q0, q1):
-        _store_channels(E[q, e0:e1], ep, e0, affine, act)
+    _store_pixels(E, q0, q1, e0, e1, ep, affine, act)
+
+
+@njit(inline="always")
+def _conv_rows(x, n, w1, E, r0, r1, W1, g1, col, ep, affine, act):
+    """E[rows r0..r1 of the first conv's output, all channels] = epilogue(its im2col columns^T @ w1^T), for a first
+    conv that is not 1x1 (MobileNetV2's 3x3/2 stem before its first block): g1 = (KH, KW, sh, sw, pt, pl, dh, dw);
+    col is the thread's scratch for the columns, (C*KH*KW) x ((r1 - r0) * W1)."""
+    KH, KW, sh, sw, pt, pl, dh, dw = g1
+    Ce, K = w1.shape
+    M = (r1 - r0) * W1
+    c = col[:K * M].reshape(K, M)
+    _im2col_tile(x, n, 1, 0, x.shape[1], KH, KW, sh, sw, pt, pl, dh, dw, r0, r1, W1, c)
+    gemm_at(True, True, M, Ce, K, col, 0, M, w1.reshape(w1.size), 0, K, E.reshape(E.size), r0 * W1 * Ce, Ce)
+    _store_pixels(E, r0 * W1, r1 * W1, 0, Ce, ep, affine, act)
 
 
 @njit(inline="always", fastmath={"contract"})
 def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act):
     """D[q, c0:c1] = epilogue(the depthwise conv of E at output pixel q), q0 <= q < q1; E and D channels-last,
     wd (KH, KW, channels). Each tap one contiguous run over the channels; the 3x3 windows inside the input sum
-    their nine taps in registers and store once, the others (borders, other kernels) accumulate tap by tap."""
+    their nine taps in registers and store once, the others (borders, other kernels) accumulate tap by tap.
+    (Two neighbouring pixels per loop at stride 1, sharing six inputs, ran 1.5-2.5x slower with few channels:
+    LLVM no longer vectorised it.)"""
     KH, KW = wd.shape[0], wd.shape[1]
     n = c1 - c0
+    b, s, t = ep[0, c0:c1], ep[1, c0:c1], ep[2, c0:c1]
     for q in range(q0, q1):
         oy = q // OW
         iy0 = oy * sh - pt
@@ -107,37 +129,54 @@ def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, a
                     wr = wd[i, j, c0:c1]
                     for k in range(n):
                         o[k] += xr[k] * wr[k]
-        _store_channels(o, ep, c0, affine, act)
+        _store_channels(o, b, s, t, affine, act)
 
 
 @njit(inline="always")
-def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act):
-    """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T): the projection of output pixels q0..q1 into
-    channels o0..o1, NCHW (the image's planes start at element y0 of yf). BLAS writes it channels-last into the
-    scratch Z, and the epilogue transposes: the NCHW product (wp @ D^T) ran 1.1-1.6x slower (56x56 pixels, 144
-    channels into 24: 0.42 against 0.28 ms on one thread)."""
+def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residual):
+    """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T) (+ x[o0:o1, q0:q1] when ``residual``): the projection of
+    output pixels q0..q1 into channels o0..o1, NCHW (the image's planes start at element y0 of yf, and of xf when
+    x is added). BLAS writes it channels-last into the scratch Z, and the epilogue transposes: the NCHW product
+    (wp @ D^T) ran 1.1-1.6x slower (56x56 pixels, 144 channels into 24: 0.42 against 0.28 ms on one thread)."""
     Ce = D.shape[1]
     M, N = q1 - q0, o1 - o0
     gemm_at(False, True, M, N, Ce, D.reshape(D.size), q0 * Ce, Ce, wp.reshape(wp.size), o0 * Ce, Ce, Z, 0, N)
     z = Z[:M * N].reshape(M, N)
     for o in range(o0, o1):
-        _store(yf[y0 + o * OHW + q0:y0 + o * OHW + q1], z[:, o - o0], ep, o, affine, act)
+        a = y0 + o * OHW
+        dst = yf[a + q0:a + q1]
+        _store(dst, z[:, o - o0], ep, o, affine, act)
+        if residual:  # the block's residual Add, while the row is in cache (x + y is y + x to the bit)
+            src = xf[a + q0:a + q1]
+            for q in range(M):
+                dst[q] += src[q]
 
 
 @njit(parallel=True, cache=True)
-def _block_forward(x, we, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3, affine3, act3,
-                   y, E, D, Z, parts, by_channels, chunk):
+def _block_forward(x, w1, g1, H1, W1, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3, affine3,
+                   act3, y, E, D, Z, COL, parts, by_channels, chunk, residual):
     """y = project(depthwise(expand(x))) image by image: three parallel loops over ``parts`` (see the module
     docstring), the pixel runs cut into chunks of at most ``chunk`` pixels so that each GEMM's block is still in
-    cache for its epilogue. E (H*W, Ce) and D (OH*OW, Ce) are scratch."""
+    cache for its epilogue. The first conv is 1x1 (stride 1, unpadded) or, when g1 = (KH, KW, sh, sw, pt, pl, dh,
+    dw) says otherwise, any ungrouped conv, through im2col columns in COL[p] (its rows split by pixels always), with
+    an H1 x W1 output. E (H1*W1, Ce), D (OH*OW, Ce) and Z (parts, at least chunk * P and OH*OW * ceil(P / parts))
+    are scratch. With ``residual``, x (then the shape of y) is added to y."""
     N, C, H, W = x.shape
-    Ce = we.shape[0]
+    Ce = w1.shape[0]
     P, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     HW, OHW = H * W, OH * OW
+    pointwise = g1[0] == 1 and g1[1] == 1 and g1[2] == 1 and g1[3] == 1 and g1[4] == 0 and g1[5] == 0 and \
+        H1 == H and W1 == W
+    band = max(1, chunk // W1)
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
     for n in range(N):
         for p in prange(parts):
+            if not pointwise:
+                r0, r1 = p * H1 // parts, (p + 1) * H1 // parts
+                for a in range(r0, r1, band):
+                    _conv_rows(x, n, w1, E, a, min(r1, a + band), W1, g1, COL[p], ep1, affine1, act1)
+                continue
             if by_channels:
                 e0, e1 = p * Ce // parts, (p + 1) * Ce // parts
                 a, b = 0, HW
@@ -146,23 +185,23 @@ def _block_forward(x, we, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt
                 a, b = p * HW // parts, (p + 1) * HW // parts
             if e0 < e1:
                 for q0 in range(a, b, chunk):
-                    _expand(xf, n * C * HW, HW, C, we, E, q0, min(b, q0 + chunk), e0, e1, ep1, affine1, act1)
+                    _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), e0, e1, ep1, affine1, act1)
         for p in prange(parts):
             if by_channels:
-                _depthwise(E, H, W, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl, ep2,
-                           affine2, act2)
+                _depthwise(E, H1, W1, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl,
+                           ep2, affine2, act2)
             else:
-                _depthwise(E, H, W, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
+                _depthwise(E, H1, W1, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
                            ep2, affine2, act2)
         for p in prange(parts):
             if by_channels and p * P // parts < (p + 1) * P // parts:
                 _project(D, wp, Z[p], yf, n * P * OHW, OHW, 0, OHW, p * P // parts, (p + 1) * P // parts, ep3,
-                         affine3, act3)
+                         affine3, act3, xf, residual)
             elif not by_channels:
                 a, b = p * OHW // parts, (p + 1) * OHW // parts
                 for q0 in range(a, b, chunk):
                     _project(D, wp, Z[p], yf, n * P * OHW, OHW, q0, min(b, q0 + chunk), 0, P, ep3, affine3,
-                             act3)
+                             act3, xf, residual)
 
 
 # Images with fewer output pixels than this split the block by channels: a thread's share of a 14x14 image's pixels
@@ -172,28 +211,35 @@ BY_CHANNELS_BELOW = 400
 CHUNK_BYTES = 512 << 10
 
 
-def block_forward(x, expand, depthwise, project, stride, pads):
-    """project(depthwise(expand(x))) for inference (see the module docstring); conv.expand_depthwise_project
-    describes the arguments. Only when ``blas.AVAILABLE``."""
+def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_geometry):
+    """project(depthwise(expand(x))) (+ x with ``residual``) for inference (see the module docstring);
+    conv.expand_depthwise_project describes the arguments. Only when ``blas.AVAILABLE``."""
     N, C, H, W = x.shape
-    (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
-    Ce, P, KH, KW = we.shape[0], wp.shape[0], wd.shape[2], wd.shape[3]
-    OH = conv_output_size(H, KH, stride[0], pads[0] + pads[1], 1)
-    OW = conv_output_size(W, KW, stride[1], pads[2] + pads[3], 1)
+    (w1, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
+    (s1h, s1w), pads1, (d1h, d1w) = expand_geometry
+    Ce, K, P, KH, KW = w1.shape[0], w1[0].size, wp.shape[0], wd.shape[2], wd.shape[3]
+    H1 = conv_output_size(H, w1.shape[2], s1h, pads1[0] + pads1[1], d1h)
+    W1 = conv_output_size(W, w1.shape[3], s1w, pads1[2] + pads1[3], d1w)
+    OH = conv_output_size(H1, KH, stride[0], pads[0] + pads[1], 1)
+    OW = conv_output_size(W1, KW, stride[1], pads[2] + pads[3], 1)
     y = np.empty((N, P, OH, OW), x.dtype)
     ep1, affine1 = _epilogue(b1, bn1, Ce, x.dtype)
     ep2, affine2 = _epilogue(b2, bn2, Ce, x.dtype)
     ep3, affine3 = _epilogue(b3, bn3, P, x.dtype)
-    flops = 2.0 * N * (H * W * Ce * C + OH * OW * Ce * (KH * KW + P))
+    flops = 2.0 * N * (H1 * W1 * Ce * K + OH * OW * Ce * (KH * KW + P))
     parts = threads.kernel_workers(flops)
-    chunk = max(64, CHUNK_BYTES // ((Ce + max(C, P)) * x.itemsize))
-    E = scratch.get("block_e", H * W * Ce, x.dtype).reshape(H * W, Ce)
+    chunk = max(64, CHUNK_BYTES // ((Ce + max(K, P)) * x.itemsize))
+    E = scratch.get("block_e", H1 * W1 * Ce, x.dtype).reshape(H1 * W1, Ce)
     D = scratch.get("block_d", OH * OW * Ce, x.dtype).reshape(OH * OW, Ce)
     zsize = max(chunk * P, OH * OW * -(-P // parts))
     Z = scratch.get("block_z", parts * zsize, x.dtype).reshape(parts, zsize)
+    g1 = (w1.shape[2], w1.shape[3], s1h, s1w, pads1[0], pads1[2], d1h, d1w)
+    colsize = 1 if g1 == (1, 1, 1, 1, 0, 0, 1, 1) and (H1, W1) == (H, W) else K * max(1, chunk // W1) * W1
+    COL = scratch.get("block_col", parts * colsize, x.dtype).reshape(parts, colsize)
     with threads.single_threaded_blas():
-        threads.launch(_block_forward, flops if parts > 1 else 0, x, np.ascontiguousarray(we).reshape(Ce, C), ep1,
-                       affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2, affine2, int(act2),
-                       stride[0], stride[1], pads[0], pads[2], np.ascontiguousarray(wp).reshape(P, Ce), ep3,
-                       affine3, int(act3), y, E, D, Z, parts, OH * OW < BY_CHANNELS_BELOW, chunk)
+        threads.launch(_block_forward, flops if parts > 1 else 0, x, np.ascontiguousarray(w1).reshape(Ce, K), g1,
+                       H1, W1, ep1, affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2,
+                       affine2, int(act2), stride[0], stride[1], pads[0], pads[2],
+                       np.ascontiguousarray(wp).reshape(P, Ce), ep3, affine3, int(act3), y, E, D, Z, COL, parts,
+                       OH * OW < BY_CHANNELS_BELOW, chunk, residual)
     return y

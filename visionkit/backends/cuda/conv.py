@@ -30,6 +30,7 @@ from . import norm
 from . import gemm as _g
 from .tensor import (
     RED_TPB,
+    add,
     block_sum,
     empty,
     finish_sums,
@@ -259,14 +260,16 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups, act=-1, bn=None):
     return y
 
 
-def expand_depthwise_project(x, expand, depthwise, project, stride, pads):
-    """project(depthwise(expand(x))) (MobileNetV2's inverted residual block up to its Add), each stage (w, b, bn,
-    act) as conv2d_forward takes them: here the three convolutions one after another (the CPU twin runs one
-    kernel with channels-last intermediates)."""
+def expand_depthwise_project(x, expand, depthwise, project, stride, pads, residual=False,
+                             expand_geometry=((1, 1), (0, 0, 0, 0), (1, 1))):
+    """project(depthwise(expand(x))), + x with ``residual`` (MobileNetV2's inverted residual block), each stage
+    (w, b, bn, act) as conv2d_forward takes them: here the three convolutions one after another (the CPU twin
+    runs one kernel with channels-last intermediates)."""
     (we, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
-    y = conv2d_forward(x, we, b1, (1, 1), (0, 0, 0, 0), (1, 1), 1, act1, bn1)
+    y = conv2d_forward(x, we, b1, *expand_geometry, 1, act1, bn1)
     y = conv2d_forward(y, wd, b2, stride, pads, (1, 1), y.shape[1], act2, bn2)
-    return conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
+    y = conv2d_forward(y, wp, b3, (1, 1), (0, 0, 0, 0), (1, 1), 1, act3, bn3)
+    return add(y, x) if residual else y
 
 
 def _conv2d_forward(x, w, b, stride, pads, dilation, groups):

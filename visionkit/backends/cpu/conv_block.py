@@ -1,21 +1,22 @@
-"""MobileNetV2's inverted residual block without its residual Add, for inference: a 1x1 expansion, a depthwise
-KxK conv and a 1x1 projection, each with its epilogue (bias, an inference BatchNorm, ReLU/ReLU6), as one Numba
-kernel whose two intermediate tensors are channels-last (NHWC).
+"""MobileNetV2's inverted residual block for inference: a 1x1 expansion, a depthwise KxK conv and a 1x1
+projection, each with its epilogue (bias, an inference BatchNorm, ReLU/ReLU6), then the residual Add when there is
+one, as one Numba kernel whose two intermediate tensors are channels-last (NHWC). The first conv may also be any
+ungrouped conv (through im2col columns): MobileNetV2's 3x3/2 stem runs with its first block, which does not expand.
 
 Why channels-last: run as three NCHW convolutions, the depthwise conv walks each plane's rows, and on MobileNetV2's
 14x14 and 7x7 planes most of a row is a loop remainder (576 channels at 14x14: 0.10-0.17 ms against 0.06
 channels-last; 960 at 7x7: 0.08-0.16 against 0.03, one image, two threads). Channels-last, every tap is one
-contiguous run over the channels, vectorised whatever the plane's size. The 1x1 convs cost nothing to change
-layout: BLAS reads the NCHW input as a transposed matrix to write the expansion channels-last, and reads the
-channels-last depthwise output as a transposed matrix to write the projection NCHW. And one call replaces three
-layer calls (~19 us of Python each).
+contiguous run over the channels, vectorised whatever the plane's size. The 1x1 convs change layout on the way:
+BLAS reads the NCHW input as a transposed matrix to write the expansion channels-last, and the projection's
+channels-last product is stored transposed into the NCHW output. And one call replaces three or four layer calls
+(~19 us of Python each).
 
 Work split, per image, on ``parts`` threads: pixels (each thread a contiguous run of input pixels, then of output
 pixels, so that most of what a thread reads it wrote itself) when the image is large; channels for small images
 (each thread its expansion channels, the same channels of the depthwise conv, then its projection channels), whose
-pixel runs would be too short for BLAS.
+pixel runs would be too short for BLAS. The channel split's 1x1 convs are NCHW products, whose weights BLAS packs
+faster.
 """
-
 import numpy as np
 from numba import njit, prange
 

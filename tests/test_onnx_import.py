@@ -130,6 +130,11 @@ def test_torch_exported_cnn_matches_onnxruntime(tmp_path, arch):
     kinds = {type(layer).__name__ for layer in model.layers}
     assert {"Conv2D", "Dense"} <= kinds  # mapped onto visionkit's own layers (torch folds BatchNorm into Conv)
     assert not any(k.startswith("Onnx") for k in kinds), kinds  # nothing left to the generic numpy layers
+    if arch == "mobilenet_v2":  # grouped Conv + Clip(0, 6) chains fuse into blocks as the built-in model's do
+        from visionkit import fusion
+
+        blocks = [c for c in model._fusion_plan()[0].values() if type(c) is fusion.Block]
+        assert len(blocks) == 17 and sum(b.residual for b in blocks) == 10
 
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -8,9 +8,8 @@ import pytest
 import reference as ref
 
 import visionkit as vk
-from visionkit import fusion
+from visionkit import fusion, ops
 from visionkit import layers as L
-from visionkit import ops
 from visionkit.backends.cpu import blas, conv_block, threads
 
 
@@ -29,7 +28,7 @@ def _reference(x, stages, stride, padding, first=None):
     conv2d keyword arguments."""
     y = x.astype(np.float64)
     for i, (w, b, bn, act) in enumerate(stages):
-        kw = dict(stride=stride, padding=padding, groups=y.shape[1]) if i == 1 else (first or {}) if i == 0 else {}
+        kw = {"stride": stride, "padding": padding, "groups": y.shape[1]} if i == 1 else (first or {}) if i == 0 else {}
         y = ref.conv2d(y, w.astype(np.float64), None if b is None else b.astype(np.float64), **kw)
         if bn is not None:
             mean, var, gamma, beta, eps = (np.asarray(v, np.float64).reshape(1, -1, 1, 1) for v in bn)
@@ -87,10 +86,10 @@ def test_matches_the_reference_and_the_three_calls(monkeypatch, name, dtype, thr
 
 @pytest.mark.parametrize("threads_forced", [False, True], ids=["default-threads", "all-threads"])
 @pytest.mark.parametrize("first", [
-    dict(k=3, stride=2, padding=1, dilation=1),         # MobileNetV2's stem before its first block
-    dict(k=3, stride=1, padding="same", dilation=2),
-    dict(k=2, stride=(1, 2), padding=(0, 1), dilation=1),
-    dict(k=1, stride=2, padding=0, dilation=1),         # a strided 1x1 goes through im2col too
+    {"k": 3, "stride": 2, "padding": 1, "dilation": 1},  # MobileNetV2's stem before its first block
+    {"k": 3, "stride": 1, "padding": "same", "dilation": 2},
+    {"k": 2, "stride": (1, 2), "padding": (0, 1), "dilation": 1},
+    {"k": 1, "stride": 2, "padding": 0, "dilation": 1},  # a strided 1x1 goes through im2col too
 ], ids=["stem", "dilated", "asymmetric", "strided1x1"])
 def test_a_first_conv_that_is_not_pointwise(monkeypatch, first, threads_forced):
     monkeypatch.setattr(conv_block, "CHUNK_BYTES", 0)  # the smallest chunks: several bands per thread

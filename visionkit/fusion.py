@@ -18,8 +18,9 @@ as one ``ops.add_act`` call likewise, bitwise equal to the two layers.
 Three such chains in a row, a 1x1 conv -> a depthwise conv (dilation 1) -> a 1x1 conv, each the only consumer of
 the one before (MobileNetV2's inverted residual block), run as one ``ops.expand_depthwise_project`` call (a
 ``Block``): on the CPU one kernel whose intermediates stay channels-last in cache. The first conv may be any
-ungrouped conv (MobileNetV2's stem and its first block, which does not expand; MobileNetV1's pairs). When the last chain's only
-consumer is a two-input Add of it and the block's own input (the residual connection), the Add joins the block.
+ungrouped conv (MobileNetV2's 3x3/2 stem then runs with its first block, which does not expand). When the last
+chain's only consumer is a two-input Add of it and the block's own input (the residual connection), the Add joins
+the block.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Chain:
 
 @dataclass(frozen=True)
 class Block:
-    head: int  # the expansion's node index
+    head: int  # the first conv's node index
     tail: int  # the node whose value the fused call produces (the projection chain's tail)
     absorbed: tuple  # node indices the fused call stands in for (not run)
     stages: tuple  # the expansion, depthwise and projection Chains
@@ -165,8 +166,7 @@ def _stage(chain):
 def run(chain, ins):
     """The chain's output for its head's inputs ins (a list), in one fused call."""
     if type(chain) is Block:
-        dw = chain.stages[1].conv
-        first = chain.stages[0].conv
+        first, dw = chain.stages[0].conv, chain.stages[1].conv
         return expand_depthwise_project(ins[0], *(_stage(c) for c in chain.stages), stride=dw.strides,
                                         padding=dw.padding, residual=chain.residual, expand_stride=first.strides,
                                         expand_padding=first.padding, expand_dilation=first.dilation_rate)

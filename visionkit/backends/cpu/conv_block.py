@@ -252,7 +252,7 @@ CHUNK_BYTES = 512 << 10
 def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_geometry):
     """project(depthwise(expand(x))) (+ x with ``residual``) for inference (see the module docstring);
     conv.expand_depthwise_project describes the arguments. Only when ``blas.AVAILABLE``."""
-    N, C, H, W = x.shape
+    N, _, H, W = x.shape
     (w1, b1, bn1, act1), (wd, b2, bn2, act2), (wp, b3, bn3, act3) = expand, depthwise, project
     (s1h, s1w), pads1, (d1h, d1w) = expand_geometry
     Ce, K, P, KH, KW = w1.shape[0], w1[0].size, wp.shape[0], wd.shape[2], wd.shape[3]

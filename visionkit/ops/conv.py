@@ -76,7 +76,9 @@ def _epilogue_args(x, weight, bias, bn, activation, op):
     w, b = _match(weight, x, "weight"), _match(bias, x, "bias")
     _check_bias(b, w.shape[0], op)
     if bn is not None:
-        bn = tuple(_match(v, x, "batch norm statistics") if v is not None else None for v in bn[:4]) + (bn[4],)
+        mean, var, gamma, beta, eps = bn
+        what = "batch norm statistics"
+        bn = (_match(mean, x, what), _match(var, x, what), _match(gamma, x, what), _match(beta, x, what), eps)
     return w, b, bn, FUSABLE_ACTIVATIONS[activation] if activation is not None else -1
 
 

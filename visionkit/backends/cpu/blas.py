@@ -68,18 +68,29 @@ _dgemm = types.ExternalFunction(
 
 
 @njit(nogil=True, cache=True)
+def gemm_at(ta, tb, M, N, K, a, a0, lda, b, b0, ldb, c, c0, ldc, beta=0.0):
+    """c[c0:] = op(a[a0:]) @ op(b[b0:]) + beta * c[c0:] on float32 or float64 arrays of any shape, each matrix
+    starting at an element offset of its array's memory with its own leading dimension, row-major, op a transpose
+    when ta / tb: the one BLAS call the other wrappers make, and what ``conv_block``'s channels-last GEMMs use (they
+    read NCHW planes as transposed matrices). Only when ``AVAILABLE``."""
+    opa = TRANS if ta else NO_TRANS
+    opb = TRANS if tb else NO_TRANS
+    s = a.itemsize
+    # offsets as unsigned: Numba types uintp + int64 as float64
+    pa, pb, pc = a.ctypes.data + np.uintp(a0 * s), b.ctypes.data + np.uintp(b0 * s), c.ctypes.data + np.uintp(c0 * s)
+    if s == 4:
+        _sgemm(ROW_MAJOR, opa, opb, M, N, K, np.float32(1.0), pa, lda, pb, ldb, np.float32(beta), pc, ldc)
+    else:
+        _dgemm(ROW_MAJOR, opa, opb, M, N, K, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+
+
+@njit(nogil=True, cache=True)
 def gemm(a, b, c, beta):
     """c = a @ b + beta * c for 2-D float32 or float64 arrays whose rows are contiguous (any row stride): one BLAS
     call. Only when ``AVAILABLE``."""
     M, K = a.shape
-    N = b.shape[1]
-    lda, ldb, ldc = a.strides[0] // a.itemsize, b.strides[0] // b.itemsize, c.strides[0] // c.itemsize
-    if a.itemsize == 4:
-        _sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, M, N, K, np.float32(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
-               np.float32(beta), c.ctypes.data, ldc)
-    else:
-        _dgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
-               c.ctypes.data, ldc)
+    gemm_at(False, False, M, b.shape[1], K, a, 0, a.strides[0] // a.itemsize, b, 0, b.strides[0] // b.itemsize, c,
+            0, c.strides[0] // c.itemsize, beta)
 
 
 @njit(nogil=True, cache=True)
@@ -87,28 +98,5 @@ def gemm_nt(a, b, c):
     """c = a @ b.T for 2-D float32 or float64 arrays whose rows are contiguous: b is (N, K), as a dense layer's
     (out, in) weight. One BLAS call. Only when ``AVAILABLE``."""
     M, K = a.shape
-    N = b.shape[0]
-    lda, ldb, ldc = a.strides[0] // a.itemsize, b.strides[0] // b.itemsize, c.strides[0] // c.itemsize
-    if a.itemsize == 4:
-        _sgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, np.float32(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
-               np.float32(0.0), c.ctypes.data, ldc)
-    else:
-        _dgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
-               c.ctypes.data, ldc)
-
-
-@njit(nogil=True, cache=True)
-def gemm_at(ta, tb, M, N, K, a, a0, lda, b, b0, ldb, c, c0, ldc):
-    """c[c0:] = op(a[a0:]) @ op(b[b0:]) (beta 0) on flat float32 or float64 arrays, each matrix starting at an
-    element offset with its own leading dimension, row-major, op a transpose when ta / tb: for the channels-last
-    layouts of ``conv_block``, whose GEMMs read NCHW planes as transposed matrices. One BLAS call. Only when
-    ``AVAILABLE``."""
-    opa = TRANS if ta else NO_TRANS
-    opb = TRANS if tb else NO_TRANS
-    s = a.itemsize
-    # offsets as unsigned: Numba types uintp + int64 as float64
-    pa, pb, pc = a.ctypes.data + np.uintp(a0 * s), b.ctypes.data + np.uintp(b0 * s), c.ctypes.data + np.uintp(c0 * s)
-    if s == 4:
-        _sgemm(ROW_MAJOR, opa, opb, M, N, K, np.float32(1.0), pa, lda, pb, ldb, np.float32(0.0), pc, ldc)
-    else:
-        _dgemm(ROW_MAJOR, opa, opb, M, N, K, 1.0, pa, lda, pb, ldb, 0.0, pc, ldc)
+    gemm_at(False, True, M, b.shape[0], K, a, 0, a.strides[0] // a.itemsize, b, 0, b.strides[0] // b.itemsize, c,
+            0, c.strides[0] // c.itemsize)

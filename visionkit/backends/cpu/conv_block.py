@@ -65,13 +65,12 @@ def _store_pixels(E, q0, q1, c0, c1, ep, affine, act):
 
 
 @njit(inline="always")
-def _expand(xf, x0, HW, C, we, E, q0, q1, e0, e1, ep, affine, act):
-    """E[q0:q1, e0:e1] = epilogue(x[:, q0:q1]^T @ we[e0:e1]^T): the expansion of pixels q0..q1 into channels
-    e0..e1, channels-last (x's plane n starts at element x0 of xf; we is the (Ce, C) weight)."""
+def _expand(xf, x0, HW, C, we, E, q0, q1, ep, affine, act):
+    """E[q0:q1] = epilogue(x[:, q0:q1]^T @ we^T): the expansion of pixels q0..q1, channels-last (x's plane n
+    starts at element x0 of xf; we is the (Ce, C) weight)."""
     Ce = E.shape[1]
-    gemm_at(True, True, q1 - q0, e1 - e0, C, xf, x0 + q0, HW, we.reshape(we.size), e0 * C, C, E.reshape(E.size),
-            q0 * Ce + e0, Ce)
-    _store_pixels(E, q0, q1, e0, e1, ep, affine, act)
+    gemm_at(True, True, q1 - q0, Ce, C, xf, x0 + q0, HW, we, 0, C, E, q0 * Ce, Ce)
+    _store_pixels(E, q0, q1, 0, Ce, ep, affine, act)
 
 
 @njit(inline="always")
@@ -81,7 +80,7 @@ def _expand_channels(xf, x0, HW, C, we, E, Z, e0, e1, ep, affine, act):
     product from their own layout; the transposed product (as _expand) ran 1.3x slower at 7x7, more with the
     weights out of cache (160 -> 960 channels: 0.29 against 0.38 ms on one thread, caches flushed)."""
     M = e1 - e0
-    gemm_at(False, False, M, HW, C, we.reshape(we.size), e0 * C, C, xf, x0, HW, Z, 0, HW)
+    gemm_at(False, False, M, HW, C, we, e0 * C, C, xf, x0, HW, Z, 0, HW)
     z = Z[:M * HW].reshape(M, HW)
     b, s, t = ep[0, e0:e1], ep[1, e0:e1], ep[2, e0:e1]
     for q in range(HW):
@@ -101,7 +100,7 @@ def _conv_rows(x, n, w1, E, r0, r1, W1, g1, col, ep, affine, act):
     M = (r1 - r0) * W1
     c = col[:K * M].reshape(K, M)
     _im2col_tile(x, n, 1, 0, x.shape[1], KH, KW, sh, sw, pt, pl, dh, dw, r0, r1, W1, c)
-    gemm_at(True, True, M, Ce, K, col, 0, M, w1.reshape(w1.size), 0, K, E.reshape(E.size), r0 * W1 * Ce, Ce)
+    gemm_at(True, True, M, Ce, K, col, 0, M, w1, 0, K, E, r0 * W1 * Ce, Ce)
     _store_pixels(E, r0 * W1, r1 * W1, 0, Ce, ep, affine, act)
 
 
@@ -151,6 +150,14 @@ def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, a
 
 
 @njit(inline="always")
+def _add_residual(yf, xf, a, b):
+    """yf[a:b] += xf[a:b]: the block's residual Add, while the row is in cache (x + y is y + x to the bit)."""
+    dst, src = yf[a:b], xf[a:b]
+    for q in range(b - a):
+        dst[q] += src[q]
+
+
+@njit(inline="always")
 def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residual):
     """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T) (+ x[o0:o1, q0:q1] when ``residual``): the projection of
     output pixels q0..q1 into channels o0..o1, NCHW (the image's planes start at element y0 of yf, and of xf when
@@ -158,16 +165,13 @@ def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residua
     (wp @ D^T) ran 1.1-1.6x slower (56x56 pixels, 144 channels into 24: 0.42 against 0.28 ms on one thread)."""
     Ce = D.shape[1]
     M, N = q1 - q0, o1 - o0
-    gemm_at(False, True, M, N, Ce, D.reshape(D.size), q0 * Ce, Ce, wp.reshape(wp.size), o0 * Ce, Ce, Z, 0, N)
+    gemm_at(False, True, M, N, Ce, D, q0 * Ce, Ce, wp, o0 * Ce, Ce, Z, 0, N)
     z = Z[:M * N].reshape(M, N)
     for o in range(o0, o1):
         a = y0 + o * OHW
-        dst = yf[a + q0:a + q1]
-        _store(dst, z[:, o - o0], ep, o, affine, act)
-        if residual:  # the block's residual Add, while the row is in cache (x + y is y + x to the bit)
-            src = xf[a + q0:a + q1]
-            for q in range(M):
-                dst[q] += src[q]
+        _store(yf[a + q0:a + q1], z[:, o - o0], ep, o, affine, act)
+        if residual:
+            _add_residual(yf, xf, a + q0, a + q1)
 
 
 @njit(inline="always")
@@ -177,34 +181,27 @@ def _project_channels(D, wp, yf, y0, OHW, o0, o1, ep, affine, act, xf, residual)
     faster than _project's (960 -> 80 channels at 7x7: 0.106 against 0.113 ms on one thread, 0.196 against 0.208
     with the caches flushed)."""
     Ce = D.shape[1]
-    gemm_at(False, True, o1 - o0, OHW, Ce, wp.reshape(wp.size), o0 * Ce, Ce, D.reshape(D.size), 0, Ce, yf,
-            y0 + o0 * OHW, OHW)
+    gemm_at(False, True, o1 - o0, OHW, Ce, wp, o0 * Ce, Ce, D, 0, Ce, yf, y0 + o0 * OHW, OHW)
     for o in range(o0, o1):
         a = y0 + o * OHW
-        dst = yf[a:a + OHW]
-        _store_inplace(dst, ep, o, affine, act)
+        _store_inplace(yf[a:a + OHW], ep, o, affine, act)
         if residual:
-            src = xf[a:a + OHW]
-            for q in range(OHW):
-                dst[q] += src[q]
+            _add_residual(yf, xf, a, a + OHW)
 
 
 @njit(parallel=True, cache=True)
-def _block_forward(x, w1, g1, H1, W1, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3, affine3,
-                   act3, y, E, D, Z, COL, parts, by_channels, chunk, residual):
+def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3,
+                   affine3, act3, y, E, D, Z, COL, parts, by_channels, chunk, band, residual):
     """y = project(depthwise(expand(x))) image by image: three parallel loops over ``parts`` (see the module
     docstring), the pixel runs cut into chunks of at most ``chunk`` pixels so that each GEMM's block is still in
-    cache for its epilogue. The first conv is 1x1 (stride 1, unpadded) or, when g1 = (KH, KW, sh, sw, pt, pl, dh,
-    dw) says otherwise, any ungrouped conv, through im2col columns in COL[p] (its rows split by pixels always), with
-    an H1 x W1 output. E (H1*W1, Ce), D (OH*OW, Ce) and Z (parts, at least chunk * P and H*W * ceil(Ce / parts)) are
+    cache for its epilogue. The first conv is 1x1 (stride 1, unpadded: ``pointwise``) or any ungrouped conv of
+    geometry g1 = (KH, KW, sh, sw, pt, pl, dh, dw), through im2col columns in COL[p], ``band`` rows at a time (its
+    rows split by pixels always), with an H1 x W1 output. E (H1*W1, Ce), D (OH*OW, Ce) and Z (parts, at least chunk * P and H*W * ceil(Ce / parts)) are
     scratch. With ``residual``, x (then the shape of y) is added to y."""
     N, C, H, W = x.shape
     Ce = w1.shape[0]
     P, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     HW, OHW = H * W, OH * OW
-    pointwise = g1[0] == 1 and g1[1] == 1 and g1[2] == 1 and g1[3] == 1 and g1[4] == 0 and g1[5] == 0 and \
-        H1 == H and W1 == W
-    band = max(1, chunk // W1)
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
     for n in range(N):
@@ -221,7 +218,7 @@ def _block_forward(x, w1, g1, H1, W1, ep1, affine1, act1, wd, ep2, affine2, act2
                 continue
             a, b = p * HW // parts, (p + 1) * HW // parts
             for q0 in range(a, b, chunk):
-                _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), 0, Ce, ep1, affine1, act1)
+                _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), ep1, affine1, act1)
         for p in prange(parts):
             if by_channels:
                 _depthwise(E, H1, W1, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl,
@@ -272,12 +269,14 @@ def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_
     zsize = max(chunk * P, H * W * -(-Ce // parts))
     Z = scratch.get("block_z", parts * zsize, x.dtype).reshape(parts, zsize)
     g1 = (w1.shape[2], w1.shape[3], s1h, s1w, pads1[0], pads1[2], d1h, d1w)
-    colsize = 1 if g1 == (1, 1, 1, 1, 0, 0, 1, 1) and (H1, W1) == (H, W) else K * max(1, chunk // W1) * W1
+    pointwise = g1[:6] == (1, 1, 1, 1, 0, 0) and (H1, W1) == (H, W)
+    band = max(1, chunk // W1)
+    colsize = 1 if pointwise else K * band * W1
     COL = scratch.get("block_col", parts * colsize, x.dtype).reshape(parts, colsize)
     with threads.single_threaded_blas():
         threads.launch(_block_forward, flops if parts > 1 else 0, x, np.ascontiguousarray(w1).reshape(Ce, K), g1,
-                       H1, W1, ep1, affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2,
+                       pointwise, H1, W1, ep1, affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2,
                        affine2, int(act2), stride[0], stride[1], pads[0], pads[2],
                        np.ascontiguousarray(wp).reshape(P, Ce), ep3, affine3, int(act3), y, E, D, Z, COL, parts,
-                       OH * OW < BY_CHANNELS_BELOW, chunk, residual)
+                       OH * OW < BY_CHANNELS_BELOW, chunk, band, residual)
     return y

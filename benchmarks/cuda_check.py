@@ -204,8 +204,32 @@ def check_ops(s):
     for mode in ("constant", "reflect", "replicate"):
         twin(f"pad {mode}", lambda x: ops.pad(x, (1, 2, 3, 1), mode), x)
     twin("add", lambda a, b: ops.add(a, b), x, rand(*x.shape))
+    for act in ("relu", "relu6"):
+        twin(f"add_act {act}", lambda a, b: ops.add_act(a, b, act), x, rand(*x.shape))
+    _check_blocks(x, c)
     twin("concat", lambda a, b: ops.concat([a, b]), x, rand(n, 3, hw, hw))
     twin("concat_backward", lambda gy: ops.concat_backward(gy, [c, 3]), rand(n, c + 3, hw, hw))
+
+
+def _stage(o, c, k, bn=True, activation="relu6"):
+    """(weight, bias, bn, activation) as ops.expand_depthwise_project takes each stage."""
+    stats = (rand(o, scale=0.2), np.abs(rand(o)) + 0.5, rand(o), rand(o), 1e-3) if bn else None
+    return rand(o, c, k, k, scale=1 / np.sqrt(c * k * k)), rand(o, scale=0.1), stats, activation
+
+
+def _check_blocks(x, c):
+    """MobileNetV2's inverted residual block (one kernel on the CPU, three convs on CUDA): plain, strided, and the
+    stem form whose first conv is a 3x3/2."""
+    e = 4 * c
+    cases = [("expand 4x, residual", _stage(e, c, 1), {}, c, True),
+             ("expand 4x, depthwise stride 2", _stage(e, c, 1), {"stride": 2}, c // 2, False),
+             ("3x3/2 first conv (stem)", _stage(c, c, 3),
+              {"expand_stride": 2, "expand_padding": 1}, c, False)]
+    for name, expand, kw, out, residual in cases:
+        ce = expand[0].shape[0]
+        dw, pj = _stage(ce, 1, 3), _stage(out, ce, 1, activation=None)
+        twin(f"expand_depthwise_project {name}",
+             lambda x: ops.expand_depthwise_project(x, expand, dw, pj, padding=1, residual=residual, **kw), x)
 
 
 # --------------------------------------------------------------------------------------------------- models

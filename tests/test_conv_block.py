@@ -84,6 +84,26 @@ def test_matches_the_reference_and_the_three_calls(monkeypatch, name, dtype, thr
             ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding, residual=True), got + x)
 
 
+@pytest.mark.parametrize("runs", [2, 5, 64])
+@pytest.mark.parametrize("padding", [1, (0, 2)], ids=["pad1", "pad0x2"])
+def test_depthwise_runs_give_the_bits_of_the_per_pixel_loop(monkeypatch, runs, padding):
+    """A 3x3 stride-1 depthwise conv over few channels sums runs of pixels at once: the same sums in the same order
+    as pixel by pixel, whatever the run length, the borders and where a thread's pixels start (mid-row here)."""
+    monkeypatch.setattr(threads, "KERNEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(conv_block, "BY_CHANNELS_BELOW", 0)
+    rng = np.random.default_rng(runs)
+    x = rng.standard_normal((2, 5, 13, 11)).astype(np.float32)
+    stages = [_stage(rng, 12, 5, 1, np.float32), _stage(rng, 12, 1, 3, np.float32),
+              _stage(rng, 6, 12, 1, np.float32, activation=None)]
+    monkeypatch.setattr(conv_block, "RUN_VALUES", runs * 12)
+    got = ops.expand_depthwise_project(x, *stages, stride=1, padding=padding)
+    monkeypatch.setattr(conv_block, "RUN_VALUES", 0)
+    np.testing.assert_array_equal(got, ops.expand_depthwise_project(x, *stages, stride=1, padding=padding))
+    want = _reference(x, stages, 1, padding)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("threads_forced", [False, True], ids=["default-threads", "all-threads"])
 @pytest.mark.parametrize("first", [
     {"k": 3, "stride": 2, "padding": 1, "dilation": 1},  # MobileNetV2's stem before its first block

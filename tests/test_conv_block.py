@@ -84,24 +84,31 @@ def test_matches_the_reference_and_the_three_calls(monkeypatch, name, dtype, thr
             ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding, residual=True), got + x)
 
 
-@pytest.mark.parametrize("runs", [2, 5, 64])
-@pytest.mark.parametrize("padding", [1, (0, 2)], ids=["pad1", "pad0x2"])
-def test_depthwise_runs_give_the_bits_of_the_per_pixel_loop(monkeypatch, runs, padding):
-    """A 3x3 stride-1 depthwise conv over few channels sums runs of pixels at once: the same sums in the same order
-    as pixel by pixel, whatever the run length, the borders and where a thread's pixels start (mid-row here)."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ce, stride, padding, by_channels", [
+    (16, 1, 1, False),  # one vector of float32 channels
+    (37, 1, 1, False),  # vectors, then a last one moved back over channels already done
+    (40, 2, 1, False),  # stride 2
+    (24, 1, (0, 2), False),  # no padding above: the first output row is inside the input
+    (45, 1, 1, True),  # the channel split: each thread's vectors stay in its own channels
+    (7, 1, 1, False),  # fewer channels than a vector: pixel by pixel
+])
+def test_vector_depthwise_gives_the_bits_of_the_per_pixel_loop(monkeypatch, ce, stride, padding, by_channels, dtype):
+    """The 3x3 depthwise conv's explicit-vector rows sum and finish each output as the per-pixel loop does, so
+    their outputs are bitwise equal, wherever a thread's pixels start (mid-row here) and however many channels."""
     monkeypatch.setattr(threads, "KERNEL_MIN_FLOPS", 0)
     monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
-    monkeypatch.setattr(conv_block, "BY_CHANNELS_BELOW", 0)
-    rng = np.random.default_rng(runs)
-    x = rng.standard_normal((2, 5, 13, 11)).astype(np.float32)
-    stages = [_stage(rng, 12, 5, 1, np.float32), _stage(rng, 12, 1, 3, np.float32),
-              _stage(rng, 6, 12, 1, np.float32, activation=None)]
-    monkeypatch.setattr(conv_block, "RUN_VALUES", runs * 12)
-    got = ops.expand_depthwise_project(x, *stages, stride=1, padding=padding)
-    monkeypatch.setattr(conv_block, "RUN_VALUES", 0)
-    np.testing.assert_array_equal(got, ops.expand_depthwise_project(x, *stages, stride=1, padding=padding))
-    want = _reference(x, stages, 1, padding)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    monkeypatch.setattr(conv_block, "BY_CHANNELS_BELOW", 1 << 30 if by_channels else 0)
+    rng = np.random.default_rng(ce)
+    x = rng.standard_normal((2, 5, 13, 11)).astype(dtype)
+    stages = [_stage(rng, ce, 5, 1, dtype), _stage(rng, ce, 1, 3, dtype),
+              _stage(rng, 6, ce, 1, dtype, activation=None)]
+    got = ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding)
+    monkeypatch.setattr(conv_block, "VECTOR_DEPTHWISE", False)
+    np.testing.assert_array_equal(got, ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding))
+    want = _reference(x, stages, stride, padding)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
 @pytest.mark.parametrize("threads_forced", [False, True], ids=["default-threads", "all-threads"])

@@ -26,6 +26,7 @@ from .act import _act
 from .blas import gemm_at
 from .conv_columns import _im2col_tile
 from .conv_epilogue import _epilogue, _store, _store_inplace
+from .depthwise_vector import dw3x3_row, lanes
 from .scratch import scratch
 
 
@@ -150,49 +151,35 @@ def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, a
 
 
 @njit(inline="always")
-def _depthwise_runs(E, H, W, wd, wt, et, S, D, OW, q0, q1, pt, pl, ep, affine, act):
-    """_depthwise over output pixels q0..q1 for a 3x3 stride-1 conv over all of E's channels, S > 1 pixels at a
-    time where S neighbours in a row all have their windows inside the input: over all channels, the S pixels'
-    outputs are one contiguous run of D, and each tap's inputs one contiguous run of E, so the nine taps sum in one
-    loop of S * channels (wt and et hold the weights and epilogue rows repeated S times). With few channels the
-    per-pixel loop is mostly setup: 32 channels at 112x112 0.21 -> 0.15 ms, 24 at 56x56 0.059 -> 0.036 (two
-    threads); the sums are the same, in the same order, so the outputs are bitwise equal."""
-    Ce = E.shape[1]
-    L = S * Ce
-    Ef, Df = E.reshape(E.size), D.reshape(D.size)
-    w00, w01, w02, w10, w11, w12, w20, w21, w22 = wt[0], wt[1], wt[2], wt[3], wt[4], wt[5], wt[6], wt[7], wt[8]
+def _depthwise_rows(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act, V):
+    """_depthwise over output pixels q0..q1, channels c0..c1, with each output row's interior (the pixels whose
+    3x3 windows lie inside the input) run V channels at a time by depthwise_vector.dw3x3_row; a last vector that
+    would pass c1 is moved back to end there (it computes some channels twice, to the same bits). The borders,
+    fewer than V channels (V = 0: all) and other kernels go through _depthwise. Bitwise the same outputs."""
+    KH, KW = wd.shape[0], wd.shape[1]
+    if V == 0 or c1 - c0 < V or KH != 3 or KW != 3:
+        _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act)
+        return
+    wt = wd.reshape(KH * KW, wd.shape[2])
+    lo = (pl + sw - 1) // sw  # the first and last output columns whose windows lie inside the input
+    hi = (W - 3 + pl) // sw
     q = q0
     while q < q1:
         oy = q // OW
-        ox = q - oy * OW
-        iy0, ix0 = oy - pt, ox - pl
-        if q + S > q1 or ox + S > OW or iy0 < 0 or iy0 + 3 > H or ix0 < 0 or ix0 + S + 2 > W:
-            _depthwise(E, H, W, wd, D, OW, q, q + 1, 0, Ce, 1, 1, pt, pl, ep, affine, act)
-            q += 1
+        row0 = oy * OW
+        end = min(q1, row0 + OW)
+        iy0 = oy * sh - pt
+        a, b = max(q, row0 + lo), min(end, row0 + hi + 1)
+        if iy0 < 0 or iy0 + 3 > H or a >= b:
+            _depthwise(E, H, W, wd, D, OW, q, end, c0, c1, sh, sw, pt, pl, ep, affine, act)
+            q = end
             continue
-        r0 = (iy0 * W + ix0) * Ce
-        r1, r2 = r0 + W * Ce, r0 + 2 * W * Ce
-        x00, x01, x02 = Ef[r0:r0 + L], Ef[r0 + Ce:r0 + Ce + L], Ef[r0 + 2 * Ce:r0 + 2 * Ce + L]
-        x10, x11, x12 = Ef[r1:r1 + L], Ef[r1 + Ce:r1 + Ce + L], Ef[r1 + 2 * Ce:r1 + 2 * Ce + L]
-        x20, x21, x22 = Ef[r2:r2 + L], Ef[r2 + Ce:r2 + Ce + L], Ef[r2 + 2 * Ce:r2 + 2 * Ce + L]
-        o = Df[q * Ce:q * Ce + L]
-        for k in range(L):
-            o[k] = (x00[k] * w00[k] + x01[k] * w01[k] + x02[k] * w02[k]
-                    + x10[k] * w10[k] + x11[k] * w11[k] + x12[k] * w12[k]
-                    + x20[k] * w20[k] + x21[k] * w21[k] + x22[k] * w22[k])
-        _store_channels(o, et[0], et[1], et[2], affine, act)
-        q += S
-
-
-@njit(inline="always")
-def _repeat_columns(a, S):
-    """a (rows, n) repeated S times along its columns: (rows, S * n)."""
-    rows, n = a.shape
-    out = np.empty((rows, S * n), a.dtype)
-    for i in range(rows):
-        for j in range(S):
-            out[i, j * n:(j + 1) * n] = a[i]
-    return out
+        _depthwise(E, H, W, wd, D, OW, q, a, c0, c1, sh, sw, pt, pl, ep, affine, act)
+        src = iy0 * W + (a - row0) * sw - pl
+        for c in range(c0, c1, V):
+            dw3x3_row(E, D, wt, ep, src, sw, W, a, b - a, min(c, c1 - V), affine, act)
+        _depthwise(E, H, W, wd, D, OW, b, end, c0, c1, sh, sw, pt, pl, ep, affine, act)
+        q = end
 
 
 @njit(inline="always")
@@ -237,22 +224,20 @@ def _project_channels(D, wp, yf, y0, OHW, o0, o1, ep, affine, act, xf, residual)
 
 @njit(parallel=True, cache=True)
 def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, affine2, act2, sh, sw, pt, pl, wp, ep3,
-                   affine3, act3, y, E, D, Z, COL, parts, by_channels, chunk, band, residual, runs):
+                   affine3, act3, y, E, D, Z, COL, parts, by_channels, chunk, band, residual, V):
     """y = project(depthwise(expand(x))) image by image: three parallel loops over ``parts`` (see the module
     docstring), the pixel runs cut into chunks of at most ``chunk`` pixels so that each GEMM's block is still in
     cache for its epilogue. The first conv is 1x1 (stride 1, unpadded: ``pointwise``) or any ungrouped conv of
     geometry g1 = (KH, KW, sh, sw, pt, pl, dh, dw), through im2col columns in COL[p], ``band`` rows at a time (its
     rows split by pixels always), with an H1 x W1 output. E (H1*W1, Ce), D (OH*OW, Ce) and Z (parts, at least chunk * P and H*W * ceil(Ce / parts)) are
-    scratch. With ``residual``, x (then the shape of y) is added to y. ``runs`` > 1: a 3x3 stride-1 depthwise conv
-    split by pixels sums that many pixels at a time inside the image (_depthwise_runs)."""
+    scratch. With ``residual``, x (then the shape of y) is added to y. A 3x3 depthwise conv runs V channels at a
+    time inside the image (_depthwise_rows; V = 0: pixel by pixel)."""
     N, C, H, W = x.shape
     Ce = w1.shape[0]
     P, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     HW, OHW = H * W, OH * OW
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
-    wt = _repeat_columns(wd.reshape(wd.shape[0] * wd.shape[1], Ce), runs)
-    et = _repeat_columns(ep2, runs)
     for n in range(N):
         for p in prange(parts):
             if not pointwise:
@@ -270,14 +255,11 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
                 _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), ep1, affine1, act1)
         for p in prange(parts):
             if by_channels:
-                _depthwise(E, H1, W1, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl,
-                           ep2, affine2, act2)
-            elif runs > 1:
-                _depthwise_runs(E, H1, W1, wd, wt, et, runs, D, OW, p * OHW // parts, (p + 1) * OHW // parts, pt, pl,
-                                ep2, affine2, act2)
+                _depthwise_rows(E, H1, W1, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl,
+                                ep2, affine2, act2, V)
             else:
-                _depthwise(E, H1, W1, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
-                           ep2, affine2, act2)
+                _depthwise_rows(E, H1, W1, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
+                                ep2, affine2, act2, V)
         for p in prange(parts):
             if by_channels and p * P // parts < (p + 1) * P // parts:
                 _project_channels(D, wp, yf, n * P * OHW, OHW, p * P // parts, (p + 1) * P // parts, ep3, affine3,
@@ -296,10 +278,10 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
 BY_CHANNELS_BELOW = 100
 # pixels per GEMM of the pixel split: its input and output blocks ((C + Ce) x this) stay in L2 for the epilogue
 CHUNK_BYTES = 512 << 10
-# values per tap a depthwise run sums at once (_depthwise_runs), so runs of 256 // channels pixels where that is 2 or
-# more: 32 channels at 112x112 took 0.68x the per-pixel loop's time with runs of 256 or 512 values, 0.80x with
-# 1024; 96 channels in runs of 2: 0.76x; 144 in runs of 3 (512 values): 1.05x, so wider layers go pixel by pixel.
-RUN_VALUES = 256
+# 3x3 depthwise convs run explicit vectors of channels inside the image (depthwise_vector.py): MobileNetV2's
+# depthwise convs alone took 0.24-0.72x the per-pixel loop's time, one thread (32 channels at 112x112: 0.64 ->
+# 0.15 ms; 576 at 14x14: 0.091 -> 0.063). False: the per-pixel loop everywhere (the tests compare the two).
+VECTOR_DEPTHWISE = True
 
 
 def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_geometry):
@@ -328,7 +310,6 @@ def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_
     pointwise = g1[:6] == (1, 1, 1, 1, 0, 0) and (H1, W1) == (H, W)
     band = max(1, chunk // W1)
     by_channels = OH * OW < BY_CHANNELS_BELOW
-    runs = RUN_VALUES // Ce if (KH, KW, stride[0], stride[1]) == (3, 3, 1, 1) and not by_channels else 1
     colsize = 1 if pointwise else K * band * W1
     COL = scratch.get("block_col", parts * colsize, x.dtype).reshape(parts, colsize)
     with threads.single_threaded_blas():
@@ -336,5 +317,5 @@ def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_
                        pointwise, H1, W1, ep1, affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2,
                        affine2, int(act2), stride[0], stride[1], pads[0], pads[2],
                        np.ascontiguousarray(wp).reshape(P, Ce), ep3, affine3, int(act3), y, E, D, Z, COL, parts,
-                       by_channels, chunk, band, residual, max(1, runs))
+                       by_channels, chunk, band, residual, lanes(x.dtype) if VECTOR_DEPTHWISE else 0)
     return y

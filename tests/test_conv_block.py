@@ -85,28 +85,32 @@ def test_matches_the_reference_and_the_three_calls(monkeypatch, name, dtype, thr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("ce, stride, padding, by_channels", [
-    (16, 1, 1, False),  # one vector of float32 channels
-    (37, 1, 1, False),  # vectors, then a last one moved back over channels already done
-    (40, 2, 1, False),  # stride 2
-    (24, 1, (0, 2), False),  # no padding above: the first output row is inside the input
-    (45, 1, 1, True),  # the channel split: each thread's vectors stay in its own channels
-    (7, 1, 1, False),  # fewer channels than a vector: pixel by pixel
+@pytest.mark.parametrize("ce, stride, padding, by_channels, residual", [
+    (16, 1, 1, False, False),  # one vector of float32 channels
+    (37, 1, 1, False, True),  # vectors, then a last one moved back over channels already done; + x
+    (40, 2, 1, False, False),  # stride 2
+    (24, 1, (0, 2), False, False),  # no padding above: the first output row is inside the input
+    (45, 1, 1, True, True),  # the channel split: each thread's vectors stay in its own channels
+    (7, 1, 1, False, False),  # fewer channels than a vector: pixel by pixel
 ])
-def test_vector_depthwise_gives_the_bits_of_the_per_pixel_loop(monkeypatch, ce, stride, padding, by_channels, dtype):
-    """The 3x3 depthwise conv's explicit-vector rows sum and finish each output as the per-pixel loop does, so
-    their outputs are bitwise equal, wherever a thread's pixels start (mid-row here) and however many channels."""
+def test_explicit_vectors_give_the_bits_of_the_per_pixel_loops(monkeypatch, ce, stride, padding, by_channels,
+                                                               residual, dtype):
+    """The explicit-vector paths (the expansion's epilogue, the 3x3 depthwise conv's rows, the projection's
+    transposed tiles) compute each output as the per-pixel loops do, so their outputs are bitwise equal, wherever
+    a thread's pixels start (mid-row here), however many channels, with or without the residual."""
     monkeypatch.setattr(threads, "KERNEL_MIN_FLOPS", 0)
     monkeypatch.setattr(threads, "PARALLEL_MIN_WORK", 0)
     monkeypatch.setattr(conv_block, "BY_CHANNELS_BELOW", 1 << 30 if by_channels else 0)
     rng = np.random.default_rng(ce)
-    x = rng.standard_normal((2, 5, 13, 11)).astype(dtype)
-    stages = [_stage(rng, ce, 5, 1, dtype), _stage(rng, ce, 1, 3, dtype),
-              _stage(rng, 6, ce, 1, dtype, activation=None)]
-    got = ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding)
-    monkeypatch.setattr(conv_block, "VECTOR_DEPTHWISE", False)
-    np.testing.assert_array_equal(got, ops.expand_depthwise_project(x, *stages, stride=stride, padding=padding))
-    want = _reference(x, stages, stride, padding)
+    c = 20 if residual else 5
+    x = rng.standard_normal((2, c, 13, 11)).astype(dtype)
+    stages = [_stage(rng, ce, c, 1, dtype), _stage(rng, ce, 1, 3, dtype),
+              _stage(rng, 20, ce, 1, dtype, activation=None)]  # 20 outputs: vector tiles and channels left over
+    kw = {"stride": stride, "padding": padding, "residual": residual}
+    got = ops.expand_depthwise_project(x, *stages, **kw)
+    monkeypatch.setattr(conv_block, "EXPLICIT_VECTORS", False)
+    np.testing.assert_array_equal(got, ops.expand_depthwise_project(x, *stages, **kw))
+    want = _reference(x, stages, stride, padding) + (x if residual else 0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 

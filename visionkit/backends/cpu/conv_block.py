@@ -26,7 +26,7 @@ from .act import _act
 from .blas import gemm_at
 from .conv_columns import _im2col_tile
 from .conv_epilogue import _epilogue, _store, _store_inplace
-from .depthwise_vector import dw3x3_row, lanes
+from .depthwise_vector import dw3x3_row, finish_rows, lanes, transpose_finish
 from .scratch import scratch
 
 
@@ -58,20 +58,28 @@ def _store_channels(row, b, s, t, affine, act):
 
 
 @njit(inline="always")
-def _store_pixels(E, q0, q1, c0, c1, ep, affine, act):
-    """_store_channels over pixels q0..q1 of the channels-last E, channels c0..c1 (ep's rows bias, scale, shift)."""
-    b, s, t = ep[0, c0:c1], ep[1, c0:c1], ep[2, c0:c1]
-    for q in range(q0, q1):
-        _store_channels(E[q, c0:c1], b, s, t, affine, act)
+def _store_pixels(E, q0, q1, c0, c1, ep, affine, act, V):
+    """_store_channels over pixels q0..q1 of the channels-last E, channels c0..c1 (ep's rows bias, scale, shift):
+    V channels at a time over the run of pixels (depthwise_vector.finish_rows; V = 0: pixel by pixel), the
+    channels left over pixel by pixel. Block 2 of MobileNetV2 (96 channels at 112x112): 0.08 -> 0.02 ms."""
+    cv = c0
+    if V > 0:
+        cv = c0 + (c1 - c0) // V * V
+        for c in range(c0, cv, V):
+            finish_rows(E, ep, q0, q1 - q0, c, affine, act)
+    if cv < c1:
+        b, s, t = ep[0, cv:c1], ep[1, cv:c1], ep[2, cv:c1]
+        for q in range(q0, q1):
+            _store_channels(E[q, cv:c1], b, s, t, affine, act)
 
 
 @njit(inline="always")
-def _expand(xf, x0, HW, C, we, E, q0, q1, ep, affine, act):
+def _expand(xf, x0, HW, C, we, E, q0, q1, ep, affine, act, V):
     """E[q0:q1] = epilogue(x[:, q0:q1]^T @ we^T): the expansion of pixels q0..q1, channels-last (x's plane n
     starts at element x0 of xf; we is the (Ce, C) weight)."""
     Ce = E.shape[1]
     gemm_at(True, True, q1 - q0, Ce, C, xf, x0 + q0, HW, we, 0, C, E, q0 * Ce, Ce)
-    _store_pixels(E, q0, q1, 0, Ce, ep, affine, act)
+    _store_pixels(E, q0, q1, 0, Ce, ep, affine, act, V)
 
 
 @njit(inline="always")
@@ -92,7 +100,7 @@ def _expand_channels(xf, x0, HW, C, we, E, Z, e0, e1, ep, affine, act):
 
 
 @njit(inline="always")
-def _conv_rows(x, n, w1, E, r0, r1, W1, g1, col, ep, affine, act):
+def _conv_rows(x, n, w1, E, r0, r1, W1, g1, col, ep, affine, act, V):
     """E[rows r0..r1 of the first conv's output, all channels] = epilogue(its im2col columns^T @ w1^T), for a first
     conv that is not 1x1 (MobileNetV2's 3x3/2 stem before its first block): g1 = (KH, KW, sh, sw, pt, pl, dh, dw);
     col is the thread's scratch for the columns, (C*KH*KW) x ((r1 - r0) * W1)."""
@@ -102,7 +110,7 @@ def _conv_rows(x, n, w1, E, r0, r1, W1, g1, col, ep, affine, act):
     c = col[:K * M].reshape(K, M)
     _im2col_tile(x, n, 1, 0, x.shape[1], KH, KW, sh, sw, pt, pl, dh, dw, r0, r1, W1, c)
     gemm_at(True, True, M, Ce, K, col, 0, M, w1, 0, K, E, r0 * W1 * Ce, Ce)
-    _store_pixels(E, r0 * W1, r1 * W1, 0, Ce, ep, affine, act)
+    _store_pixels(E, r0 * W1, r1 * W1, 0, Ce, ep, affine, act, V)
 
 
 @njit(inline="always", fastmath={"contract"})
@@ -155,11 +163,10 @@ def _depthwise_rows(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affi
     """_depthwise over output pixels q0..q1, channels c0..c1, with each output row's interior (the pixels whose
     3x3 windows lie inside the input) run V channels at a time by depthwise_vector.dw3x3_row; a last vector that
     would pass c1 is moved back to end there (it computes some channels twice, to the same bits). The borders,
-    fewer than V channels (V = 0: all) and other kernels go through _depthwise. Bitwise the same outputs."""
+    fewer than V channels (V = 0: all) and other kernels go through _depthwise. Bitwise the same outputs.
+    (_depthwise has one call site here: each inlined copy of it costs the kernel's compile ~20 s.)"""
     KH, KW = wd.shape[0], wd.shape[1]
-    if V == 0 or c1 - c0 < V or KH != 3 or KW != 3:
-        _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act)
-        return
+    vectors = V > 0 and c1 - c0 >= V and KH == 3 and KW == 3
     wt = wd.reshape(KH * KW, wd.shape[2])
     lo = (pl + sw - 1) // sw  # the first and last output columns whose windows lie inside the input
     hi = (W - 3 + pl) // sw
@@ -170,15 +177,15 @@ def _depthwise_rows(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affi
         end = min(q1, row0 + OW)
         iy0 = oy * sh - pt
         a, b = max(q, row0 + lo), min(end, row0 + hi + 1)
-        if iy0 < 0 or iy0 + 3 > H or a >= b:
-            _depthwise(E, H, W, wd, D, OW, q, end, c0, c1, sh, sw, pt, pl, ep, affine, act)
-            q = end
-            continue
-        _depthwise(E, H, W, wd, D, OW, q, a, c0, c1, sh, sw, pt, pl, ep, affine, act)
-        src = iy0 * W + (a - row0) * sw - pl
-        for c in range(c0, c1, V):
-            dw3x3_row(E, D, wt, ep, src, sw, W, a, b - a, min(c, c1 - V), affine, act)
-        _depthwise(E, H, W, wd, D, OW, b, end, c0, c1, sh, sw, pt, pl, ep, affine, act)
+        if not vectors or iy0 < 0 or iy0 + 3 > H or a >= b:
+            a, b = end, end
+        else:
+            src = iy0 * W + (a - row0) * sw - pl
+            for c in range(c0, c1, V):
+                dw3x3_row(E, D, wt, ep, src, sw, W, a, b - a, min(c, c1 - V), affine, act)
+        for s0, s1 in ((q, a), (b, end)):
+            if s0 < s1:
+                _depthwise(E, H, W, wd, D, OW, s0, s1, c0, c1, sh, sw, pt, pl, ep, affine, act)
         q = end
 
 
@@ -191,20 +198,28 @@ def _add_residual(yf, xf, a, b):
 
 
 @njit(inline="always")
-def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residual):
+def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residual, V):
     """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T) (+ x[o0:o1, q0:q1] when ``residual``): the projection of
     output pixels q0..q1 into channels o0..o1, NCHW (the image's planes start at element y0 of yf, and of xf when
-    x is added). BLAS writes it channels-last into the scratch Z, and the epilogue transposes: the NCHW product
-    (wp @ D^T) ran 1.1-1.6x slower (56x56 pixels, 144 channels into 24: 0.42 against 0.28 ms on one thread)."""
+    x is added). BLAS writes it channels-last into the scratch Z, and the epilogue transposes, V x V tiles in
+    registers (depthwise_vector.transpose_finish; V = 0: element by element): the NCHW product (wp @ D^T) ran
+    1.1-1.6x slower (56x56 pixels, 144 channels into 24: 0.42 against 0.28 ms on one thread)."""
     Ce = D.shape[1]
     M, N = q1 - q0, o1 - o0
     gemm_at(False, True, M, N, Ce, D, q0 * Ce, Ce, wp, o0 * Ce, Ce, Z, 0, N)
     z = Z[:M * N].reshape(M, N)
+    Mv, Nv = 0, 0
+    if V > 0:  # V x V tiles transposed in registers, the rest element by element
+        Mv, Nv = M // V * V, N // V * V
+        for j0 in range(0, Nv, V):
+            for m0 in range(0, Mv, V):
+                transpose_finish(Z, N, m0, j0, yf, y0 + q0, OHW, ep, o0, affine, act, xf, residual)
     for o in range(o0, o1):
-        a = y0 + o * OHW
-        _store(yf[a + q0:a + q1], z[:, o - o0], ep, o, affine, act)
+        a = y0 + o * OHW + q0
+        done = Mv if o - o0 < Nv else 0
+        _store(yf[a + done:a + M], z[done:, o - o0], ep, o, affine, act)
         if residual:
-            _add_residual(yf, xf, a + q0, a + q1)
+            _add_residual(yf, xf, a + done, a + M)
 
 
 @njit(inline="always")
@@ -230,8 +245,8 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
     cache for its epilogue. The first conv is 1x1 (stride 1, unpadded: ``pointwise``) or any ungrouped conv of
     geometry g1 = (KH, KW, sh, sw, pt, pl, dh, dw), through im2col columns in COL[p], ``band`` rows at a time (its
     rows split by pixels always), with an H1 x W1 output. E (H1*W1, Ce), D (OH*OW, Ce) and Z (parts, at least chunk * P and H*W * ceil(Ce / parts)) are
-    scratch. With ``residual``, x (then the shape of y) is added to y. A 3x3 depthwise conv runs V channels at a
-    time inside the image (_depthwise_rows; V = 0: pixel by pixel)."""
+    scratch. With ``residual``, x (then the shape of y) is added to y. The expansion's epilogue and the 3x3
+    depthwise conv inside the image run V channels at a time as explicit vectors (V = 0: pixel by pixel)."""
     N, C, H, W = x.shape
     Ce = w1.shape[0]
     P, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -243,7 +258,7 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
             if not pointwise:
                 r0, r1 = p * H1 // parts, (p + 1) * H1 // parts
                 for a in range(r0, r1, band):
-                    _conv_rows(x, n, w1, E, a, min(r1, a + band), W1, g1, COL[p], ep1, affine1, act1)
+                    _conv_rows(x, n, w1, E, a, min(r1, a + band), W1, g1, COL[p], ep1, affine1, act1, V)
                 continue
             if by_channels:
                 e0, e1 = p * Ce // parts, (p + 1) * Ce // parts
@@ -252,14 +267,12 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
                 continue
             a, b = p * HW // parts, (p + 1) * HW // parts
             for q0 in range(a, b, chunk):
-                _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), ep1, affine1, act1)
+                _expand(xf, n * C * HW, HW, C, w1, E, q0, min(b, q0 + chunk), ep1, affine1, act1, V)
         for p in prange(parts):
+            qa, qb, ca, cb = p * OHW // parts, (p + 1) * OHW // parts, 0, Ce
             if by_channels:
-                _depthwise_rows(E, H1, W1, wd, D, OW, 0, OHW, p * Ce // parts, (p + 1) * Ce // parts, sh, sw, pt, pl,
-                                ep2, affine2, act2, V)
-            else:
-                _depthwise_rows(E, H1, W1, wd, D, OW, p * OHW // parts, (p + 1) * OHW // parts, 0, Ce, sh, sw, pt, pl,
-                                ep2, affine2, act2, V)
+                qa, qb, ca, cb = 0, OHW, p * Ce // parts, (p + 1) * Ce // parts
+            _depthwise_rows(E, H1, W1, wd, D, OW, qa, qb, ca, cb, sh, sw, pt, pl, ep2, affine2, act2, V)
         for p in prange(parts):
             if by_channels and p * P // parts < (p + 1) * P // parts:
                 _project_channels(D, wp, yf, n * P * OHW, OHW, p * P // parts, (p + 1) * P // parts, ep3, affine3,
@@ -268,7 +281,7 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
                 a, b = p * OHW // parts, (p + 1) * OHW // parts
                 for q0 in range(a, b, chunk):
                     _project(D, wp, Z[p], yf, n * P * OHW, OHW, q0, min(b, q0 + chunk), 0, P, ep3, affine3,
-                             act3, xf, residual)
+                             act3, xf, residual, V)
 
 
 # Images with fewer output pixels than this split the block by channels: a thread's share of a 7x7 image's pixels
@@ -278,10 +291,10 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
 BY_CHANNELS_BELOW = 100
 # pixels per GEMM of the pixel split: its input and output blocks ((C + Ce) x this) stay in L2 for the epilogue
 CHUNK_BYTES = 512 << 10
-# 3x3 depthwise convs run explicit vectors of channels inside the image (depthwise_vector.py): MobileNetV2's
-# depthwise convs alone took 0.24-0.72x the per-pixel loop's time, one thread (32 channels at 112x112: 0.64 ->
-# 0.15 ms; 576 at 14x14: 0.091 -> 0.063). False: the per-pixel loop everywhere (the tests compare the two).
-VECTOR_DEPTHWISE = True
+# The 3x3 depthwise conv's rows and the expansion's epilogue run explicit vectors of channels (depthwise_vector.py):
+# MobileNetV2's depthwise convs alone took 0.24-0.72x the per-pixel loop's time, one thread (32 channels at
+# 112x112: 0.64 -> 0.15 ms; 576 at 14x14: 0.091 -> 0.063). False: pixel by pixel (the tests compare the two).
+EXPLICIT_VECTORS = True
 
 
 def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_geometry):
@@ -317,5 +330,5 @@ def block_forward(x, expand, depthwise, project, stride, pads, residual, expand_
                        pointwise, H1, W1, ep1, affine1, int(act1), np.ascontiguousarray(wd[:, 0].transpose(1, 2, 0)), ep2,
                        affine2, int(act2), stride[0], stride[1], pads[0], pads[2],
                        np.ascontiguousarray(wp).reshape(P, Ce), ep3, affine3, int(act3), y, E, D, Z, COL, parts,
-                       by_channels, chunk, band, residual, lanes(x.dtype) if VECTOR_DEPTHWISE else 0)
+                       by_channels, chunk, band, residual, lanes(x.dtype) if EXPLICIT_VECTORS else 0)
     return y

@@ -24,9 +24,9 @@ from .. import conv_output_size
 from . import threads
 from .act import _act
 from .blas import gemm_at
+from .block_vectors import dw3x3_row, finish_rows, lanes, transpose_finish
 from .conv_columns import _im2col_tile
 from .conv_epilogue import _epilogue, _store, _store_inplace
-from .depthwise_vector import dw3x3_row, finish_rows, lanes, transpose_finish
 from .scratch import scratch
 
 
@@ -60,7 +60,7 @@ def _store_channels(row, b, s, t, affine, act):
 @njit(inline="always")
 def _store_pixels(E, q0, q1, c0, c1, ep, affine, act, V):
     """_store_channels over pixels q0..q1 of the channels-last E, channels c0..c1 (ep's rows bias, scale, shift):
-    V channels at a time over the run of pixels (depthwise_vector.finish_rows; V = 0: pixel by pixel), the
+    V channels at a time over the run of pixels (block_vectors.finish_rows; V = 0: pixel by pixel), the
     channels left over pixel by pixel. Block 2 of MobileNetV2 (96 channels at 112x112): 0.08 -> 0.02 ms."""
     cv = c0
     if V > 0:
@@ -161,7 +161,7 @@ def _depthwise(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, a
 @njit(inline="always")
 def _depthwise_rows(E, H, W, wd, D, OW, q0, q1, c0, c1, sh, sw, pt, pl, ep, affine, act, V):
     """_depthwise over output pixels q0..q1, channels c0..c1, with each output row's interior (the pixels whose
-    3x3 windows lie inside the input) run V channels at a time by depthwise_vector.dw3x3_row; a last vector that
+    3x3 windows lie inside the input) run V channels at a time by block_vectors.dw3x3_row; a last vector that
     would pass c1 is moved back to end there (it computes some channels twice, to the same bits). The borders,
     fewer than V channels (V = 0: all) and other kernels go through _depthwise. Bitwise the same outputs.
     (_depthwise has one call site here: each inlined copy of it costs the kernel's compile ~20 s.)"""
@@ -202,7 +202,7 @@ def _project(D, wp, Z, yf, y0, OHW, q0, q1, o0, o1, ep, affine, act, xf, residua
     """y[o0:o1, q0:q1] = epilogue(wp[o0:o1] @ D[q0:q1]^T) (+ x[o0:o1, q0:q1] when ``residual``): the projection of
     output pixels q0..q1 into channels o0..o1, NCHW (the image's planes start at element y0 of yf, and of xf when
     x is added). BLAS writes it channels-last into the scratch Z, and the epilogue transposes, V x V tiles in
-    registers (depthwise_vector.transpose_finish; V = 0: element by element): the NCHW product (wp @ D^T) ran
+    registers (block_vectors.transpose_finish; V = 0: element by element): the NCHW product (wp @ D^T) ran
     1.1-1.6x slower (56x56 pixels, 144 channels into 24: 0.42 against 0.28 ms on one thread)."""
     Ce = D.shape[1]
     M, N = q1 - q0, o1 - o0
@@ -291,9 +291,10 @@ def _block_forward(x, w1, g1, pointwise, H1, W1, ep1, affine1, act1, wd, ep2, af
 BY_CHANNELS_BELOW = 100
 # pixels per GEMM of the pixel split: its input and output blocks ((C + Ce) x this) stay in L2 for the epilogue
 CHUNK_BYTES = 512 << 10
-# The 3x3 depthwise conv's rows and the expansion's epilogue run explicit vectors of channels (depthwise_vector.py):
-# MobileNetV2's depthwise convs alone took 0.24-0.72x the per-pixel loop's time, one thread (32 channels at
-# 112x112: 0.64 -> 0.15 ms; 576 at 14x14: 0.091 -> 0.063). False: pixel by pixel (the tests compare the two).
+# The expansion's epilogue, the 3x3 depthwise conv's rows and the projection's store run explicit vectors of
+# channels (block_vectors.py): MobileNetV2's depthwise convs alone took 0.24-0.72x the per-pixel loop's time, one
+# thread (32 channels at 112x112: 0.64 -> 0.15 ms; 576 at 14x14: 0.091 -> 0.063). False: pixel by pixel (the
+# tests compare the two).
 EXPLICIT_VECTORS = True
 
 

@@ -1,15 +1,19 @@
-"""A 3x3 depthwise convolution's inner loop over channels-last data, written as explicit 64-byte vectors (16 float32
-or 8 float64 channels) for the fused inverted residual block (conv_block.py).
+"""The fused inverted residual block's (conv_block.py) per-pixel loops over channels-last data, written as explicit
+64-byte vectors (16 float32 or 8 float64 channels) in LLVM IR through Numba intrinsics:
 
-Why: the block's per-pixel loop over the channels reads nine inputs and nine weights for every output vector, and
-LLVM keeps none of the weights in registers from one pixel to the next (it cannot tell the output from the inputs
-apart, so each pixel also pays its alias checks): 20-26 GMAC/s on two threads, a tenth of the machine's peak. Here
-one call runs a row of pixels for one vector of channels: its nine weight vectors and the epilogue's rows are
-loaded once, and each pixel costs nine loads, the nine products and their sum, the epilogue and one store.
+- ``dw3x3_row``: a 3x3 depthwise conv over a row of output pixels, one vector of channels;
+- ``finish_rows``: the expansion's epilogue over a run of pixels, one vector of channels;
+- ``transpose_finish``: a V x V tile of the projection's channels-last product stored NCHW through its epilogue.
 
-The arithmetic is the per-pixel loop's, operation for operation (products summed left to right, no fused
-multiply-add, then ``(v + bias) * scale + shift`` and the activation with the same comparisons), so the outputs are
-bitwise the same. LLVM lowers the vectors to whatever the processor has (two 32-byte halves without AVX-512).
+Why: written as Numba loops over the channels, each pixel's loop reloads what does not change from pixel to pixel
+(the depthwise conv's nine weight vectors, the epilogue's rows) and pays its own alias checks, because LLVM cannot
+tell the output from the inputs apart; with few channels that setup is most of the time. The depthwise conv ran at
+20-26 GMAC/s on two threads, a tenth of the machine's peak. Here the invariants are loaded once per call and each
+pixel costs its loads, its arithmetic and one store.
+
+The arithmetic is the loops', operation for operation (products summed left to right, no fused multiply-add, then
+``(v + bias) * scale + shift`` and the activation with the same comparisons, NaN kept), so the outputs are bitwise
+the same. LLVM lowers the vectors to whatever the processor has (two 32-byte halves without AVX-512).
 """
 from llvmlite import ir
 from numba import types

@@ -38,10 +38,15 @@ class _Vectors:
         self.V = VECTOR_BYTES // context.get_abi_sizeof(fty)
         self.vty = ir.VectorType(fty, self.V)
         self.align = context.get_abi_sizeof(fty)
-        self.data = [context.make_array(t)(context, builder, v).data for t, v in zip(types_, arrays)]
+        self.arrays = [context.make_array(t)(context, builder, v) for t, v in zip(types_, arrays)]
+        self.data = [a.data for a in self.arrays]
         self.zero, self.six = ir.Constant(self.vty, [0.0] * self.V), ir.Constant(self.vty, [6.0] * self.V)
         self.is_relu = builder.icmp_signed("==", act, act.type(0))
         self.is_relu6 = builder.icmp_signed("==", act, act.type(9))
+
+    def columns(self, i):
+        """The second dimension of the i-th array (its row length)."""
+        return self.b.extract_value(self.arrays[i].shape, 1)
 
     def _ptr(self, data, index):
         return self.b.bitcast(self.b.gep(data, [index]), self.vty.as_pointer())
@@ -63,10 +68,11 @@ class _Vectors:
         return b.select(self.is_relu, relu, b.select(self.is_relu6, relu6, v))
 
 
-def _arrays_ok(*arrays):
+def _arrays_ok(ndim, *arrays):
+    """True for C-contiguous float32 or float64 arrays of ``ndim`` dimensions, all of the first one's dtype."""
     first = arrays[0]
     return first.dtype in (types.float32, types.float64) and all(
-        isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and a.dtype == first.dtype for a in arrays)
+        isinstance(a, types.Array) and a.ndim == ndim and a.layout == "C" and a.dtype == first.dtype for a in arrays)
 
 
 @intrinsic
@@ -75,16 +81,16 @@ def dw3x3_row(typingctx, E, D, wt, ep, src, step, W, dst, n, c, affine, act):
     wt[3*i + j, c:c+V])), V = lanes(dtype). E (pixels, channels) and D channels-last and C-contiguous, wt the
     (9, channels) weights, ep the (3, channels) rows bias, scale, shift; ``affine`` applies scale and shift; act 0
     (relu), 9 (relu6) or anything else (none). Every window must lie inside E: the caller keeps to the interior."""
-    if not _arrays_ok(E, D, wt, ep):
+    if not _arrays_ok(2, E, D, wt, ep):
         return None
     sig = types.none(E, D, wt, ep, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
                      types.boolean, types.intp)
 
     def codegen(context, builder, signature, args):
-        E_, _, _, _, src, step, W, dst, n, c, affine, act = args
+        src, step, W, dst, n, c, affine, act = args[4:]
         vec = _Vectors(context, builder, signature.args[:4], args[:4], act)
         e_data, d_data, w_data, p_data = vec.data
-        Ce = builder.extract_value(context.make_array(signature.args[0])(context, builder, E_).shape, 1)
+        Ce = vec.columns(0)
         intp = Ce.type
 
         def at(r):  # element index of channel c in row r
@@ -110,15 +116,15 @@ def dw3x3_row(typingctx, E, D, wt, ep, src, step, W, dst, n, c, affine, act):
 def finish_rows(typingctx, E, ep, q0, n, c, affine, act):
     """For m < n: E[q0 + m, c:c+V] = act(epilogue(E[q0 + m, c:c+V])) in place (E channels-last, ep the (3,
     channels) rows bias, scale, shift): _store_channels over a run of pixels, the epilogue rows in registers."""
-    if not _arrays_ok(E, ep):
+    if not _arrays_ok(2, E, ep):
         return None
     sig = types.none(E, ep, types.intp, types.intp, types.intp, types.boolean, types.intp)
 
     def codegen(context, builder, signature, args):
-        E_, _, q0, n, c, affine, act = args
+        q0, n, c, affine, act = args[2:]
         vec = _Vectors(context, builder, signature.args[:2], args[:2], act)
         e_data, p_data = vec.data
-        Ce = builder.extract_value(context.make_array(signature.args[0])(context, builder, E_).shape, 1)
+        Ce = vec.columns(0)
         intp = Ce.type
         bias, scale, shift = (vec.load(p_data, builder.add(builder.mul(intp(t), Ce), c)) for t in range(3))
         with cgutils.for_range(builder, n) as loop:
@@ -133,16 +139,16 @@ def _transpose(builder, rows):
     """The V x V matrix held as V row vectors, transposed: log2(V) rounds of two-input shuffles, each swapping
     the off-diagonal blocks of size d between rows i and i + d."""
     V = len(rows)
+    mask = ir.VectorType(ir.IntType(32), V)
     d = 1
     while d < V:
+        lo = ir.Constant(mask, [j if not j & d else V + j - d for j in range(V)])
+        hi = ir.Constant(mask, [j + d if not j & d else V + j for j in range(V)])
         out = list(rows)
         for i in range(V):
             if not i & d:
-                lo = [j if not j & d else V + j - d for j in range(V)]
-                hi = [j + d if not j & d else V + j for j in range(V)]
-                mask = ir.VectorType(ir.IntType(32), V)
-                out[i] = builder.shuffle_vector(rows[i], rows[i + d], ir.Constant(mask, lo))
-                out[i + d] = builder.shuffle_vector(rows[i], rows[i + d], ir.Constant(mask, hi))
+                out[i] = builder.shuffle_vector(rows[i], rows[i + d], lo)
+                out[i + d] = builder.shuffle_vector(rows[i], rows[i + d], hi)
         rows, d = out, 2 * d
     return rows
 
@@ -153,10 +159,7 @@ def transpose_finish(typingctx, Z, N, m0, j0, yf, ybase, OHW, ep, o0, affine, ac
     yf[ybase + (o0 + j0 + j) * OHW + m0 + i] = act(epilogue(Z[(m0 + i) * N + j0 + j], channel o0 + j0 + j)), then
     + xf at the same index with ``residual``. Z, yf and xf flat; ep the (3, channels) rows bias, scale, shift.
     The tile is transposed in registers (what _project's scalar store does one element at a time)."""
-    flat = (Z, yf, xf)
-    if not (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == Z.dtype for a in flat)
-            and isinstance(ep, types.Array) and ep.ndim == 2 and ep.layout == "C" and ep.dtype == Z.dtype
-            and Z.dtype in (types.float32, types.float64)):
+    if not (_arrays_ok(1, Z, yf, xf) and _arrays_ok(2, ep) and ep.dtype == Z.dtype):
         return None
     sig = types.none(Z, types.intp, types.intp, types.intp, yf, types.intp, types.intp, ep, types.intp,
                      types.boolean, types.intp, xf, types.boolean)
@@ -166,7 +169,7 @@ def transpose_finish(typingctx, Z, N, m0, j0, yf, ybase, OHW, ep, o0, affine, ac
         vec = _Vectors(context, builder, (signature.args[0], signature.args[4], signature.args[7],
                                           signature.args[11]), (Z_, yf_, ep_, xf_), act)
         z_data, y_data, p_data, x_data = vec.data
-        O = builder.extract_value(context.make_array(signature.args[7])(context, builder, ep_).shape, 1)
+        O = vec.columns(2)
         intp = O.type
         V = vec.V
         rows = [vec.load(z_data, builder.add(builder.mul(builder.add(m0, intp(i)), N), j0)) for i in range(V)]
